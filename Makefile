@@ -1,0 +1,31 @@
+# Two commands on a fresh clone: `make run` (install, then a local search on the default space)
+# and `make test` (install, then the test suite). Everything goes into ./.venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned first: this CPU build of 2.13.0 is what CI and the tests run on; on a machine
+# with a GPU, pip takes the CUDA build of the same version.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test lint bench seed-study clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+run: install
+	$(BIN)/adder search spaces/default.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) results runs .pytest_cache

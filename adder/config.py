@@ -1,0 +1,158 @@
+"""``TrainConfig``: every setting of one training run, with a default and a one-line doc.
+
+The field names are also the CLI flags (``--batch-size``), the YAML parameter names of a search
+space (``batch_size``) and the W&B config keys. Unknown keys and wrong types are errors.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from adder.errors import UserError
+from adder.models import CELLS, NONLINEARITIES, ModelConfig
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "exp")
+SOLVED = 0.999  # test exact-match at which a run counts as solved
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "gru"
+    """Recurrent cell: rnn, lstm or gru."""
+    nonlinearity: str = "tanh"
+    """Nonlinearity of the rnn cell: tanh or relu (ignored by lstm and gru)."""
+    layers: int = 2
+    """Stacked recurrent layers."""
+    hidden: int = 32
+    """Hidden units per layer."""
+    embed: int = 0
+    """Digit embedding size; 0 means the same as hidden."""
+    dropout: float = 0.0
+    """Dropout between recurrent layers, in [0, 1)."""
+    lr: float = 0.001
+    """Peak learning rate."""
+    optimizer: str = "adam"
+    """Optimizer: adam, adamw or sgd (with momentum 0.9)."""
+    weight_decay: float = 0.0
+    """Weight decay (decoupled for adamw, L2 for adam and sgd)."""
+    schedule: str = "constant"
+    """Learning-rate schedule over the run: constant, cosine or exp (exponential decay)."""
+    lr_min_ratio: float = 0.01
+    """Fraction of lr that cosine and exp reach at the last step."""
+    grad_clip: float = 0.0
+    """Clip the gradient norm to this value; 0 turns clipping off."""
+    batch_size: int = 128
+    """Problems per training step."""
+    steps: int = 2000
+    """Training steps."""
+    eval_every: int = 100
+    """Evaluate, report and checkpoint every this many steps (and at the last step)."""
+    train_digits: int = 10
+    """Training operands are drawn uniformly from [0, 10^train_digits)."""
+    test_digits: int = 100
+    """Digits of the held-out test operands (the generalization target)."""
+    eval_size: int = 1000
+    """Problems in each held-out set."""
+    stop_when_solved: bool = False
+    """End the run at the first evaluation with test exact-match >= 0.999."""
+    diverge_loss: float = 10.0
+    """A held-out loss above this (chance is ln 10 = 2.3) or a non-finite loss means diverged."""
+    seed: int = 0
+    """Seed of the initial weights, dropout and the training stream."""
+    device: str = "auto"
+    """Where to train: auto (a GPU when one is visible, else CPU), cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, where: str = "config") -> TrainConfig:
+        """Build from a plain dict, refusing unknown keys and values of the wrong type."""
+        known = {f.name: f for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise UserError(
+                    f"{where}: unknown setting {key!r}; expected one of {', '.join(known)}"
+                )
+        return cls(**{k: coerce(k, v, where=where) for k, v in d.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            cell=self.cell,
+            nonlinearity=self.nonlinearity,
+            layers=self.layers,
+            hidden=self.hidden,
+            embed=self.embed or self.hidden,
+            dropout=self.dropout,
+        )
+
+
+def field_type(name: str) -> type:
+    t = {f.name: f.type for f in fields(TrainConfig)}[name]
+    return {"int": int, "float": float, "str": str, "bool": bool}[t]
+
+
+def coerce(name: str, value: Any, *, where: str = "config") -> Any:
+    """Check one value against the field's type; ints are accepted where floats are expected."""
+    t = field_type(name)
+    ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise UserError(
+            f"{where}: {name} = {value!r} is a {type(value).__name__}; expected {t.__name__}"
+        )
+    return value
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """The one-line docstring under each field, read from this module's source."""
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body
+    docs = {}
+    for stmt, nxt in zip(body, body[1:]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            docs[stmt.target.id] = nxt.value.value
+    return docs
+
+
+def _check(c: TrainConfig) -> None:
+    def need(ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            value = getattr(c, name)
+            raise UserError(f"{name} = {value!r} is invalid; expected {expected}")
+
+    for f in fields(c):
+        coerce(f.name, getattr(c, f.name))
+    need(c.cell in CELLS, "cell", f"one of {', '.join(CELLS)}")
+    need(c.nonlinearity in NONLINEARITIES, "nonlinearity", f"one of {', '.join(NONLINEARITIES)}")
+    need(c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
+    need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
+    for name in ("layers", "hidden", "batch_size", "steps", "eval_every", "eval_size"):
+        need(getattr(c, name) >= 1, name, "an integer >= 1")
+    for name in ("train_digits", "test_digits"):
+        need(1 <= getattr(c, name) <= 100_000, name, "an integer in [1, 100000]")
+    need(c.embed >= 0, "embed", "an integer >= 0 (0 = same as hidden)")
+    need(0.0 <= c.dropout < 1.0, "dropout", "a number in [0, 1)")
+    need(math.isfinite(c.lr) and c.lr > 0, "lr", "a number > 0")
+    need(math.isfinite(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
+    need(0.0 < c.lr_min_ratio <= 1.0, "lr_min_ratio", "a number in (0, 1]")
+    need(math.isfinite(c.grad_clip) and c.grad_clip >= 0, "grad_clip", "a number >= 0")
+    need(c.diverge_loss > 0, "diverge_loss", "a number > 0")
+    need(
+        c.device in ("auto", "cpu", "cuda")
+        or (c.device.startswith("cuda:") and c.device[5:].isdigit()),
+        "device",
+        "auto, cpu, cuda or cuda:N",
+    )

@@ -1,0 +1,240 @@
+"""Train and evaluate one adder. Reports through a callback; knows nothing of Ray, Optuna or W&B.
+
+result = train(TrainConfig(cell="lstm"), report=lambda metrics, checkpoint: print(metrics))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from adder.config import SOLVED, TrainConfig
+from adder.data import Batch, held_out, make_generator, sample
+from adder.errors import UserError
+from adder.models import Adder, count_params
+
+# report(metrics, checkpoint) is called at every evaluation; `checkpoint()` builds the state to
+# resume from (only when asked, it costs a copy). Returning True ends the run there.
+Report = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool | None]
+
+EVAL_TOKENS = 1 << 20  # positions per evaluation chunk: bounds memory at 10,000 digits
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` takes the GPU when torch can see one, else the CPU, whatever CUDA_VISIBLE_DEVICES says."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device = {name!r} but no CUDA device is visible; expected auto or cpu")
+    return torch.device(name)
+
+
+def build(cfg: TrainConfig, device: torch.device):
+    """Model, optimizer and learning-rate schedule for ``cfg``."""
+    torch.manual_seed(cfg.seed)
+    model = Adder(cfg.model_config()).to(device)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+        )
+    else:
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        opt = cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, SCHEDULES[cfg.schedule](cfg))
+    return model, opt, sched
+
+
+def _constant(cfg: TrainConfig) -> Callable[[int], float]:
+    return lambda step: 1.0
+
+
+def _cosine(cfg: TrainConfig) -> Callable[[int], float]:
+    r = cfg.lr_min_ratio
+    return lambda step: r + (1 - r) * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0)))
+
+
+def _exp(cfg: TrainConfig) -> Callable[[int], float]:
+    return lambda step: cfg.lr_min_ratio ** min(step / cfg.steps, 1.0)
+
+
+SCHEDULES = {"constant": _constant, "cosine": _cosine, "exp": _exp}
+
+
+@torch.no_grad()
+def evaluate(model: Adder, batch: Batch) -> dict[str, float]:
+    """Loss, digit accuracy and exact-match (every digit of the sum right) on ``batch``."""
+    was_training = model.training
+    model.eval()
+    n, T = batch.s.shape
+    chunk = max(1, EVAL_TOKENS // T)
+    loss = correct = exact = 0.0
+    for i in range(0, n, chunk):
+        a, b, s = (x[i : i + chunk] for x in batch)
+        logits = model(a, b)  # (B, T, 10)
+        loss += F.cross_entropy(logits.flatten(0, 1), s.flatten(), reduction="sum").item()
+        right = logits.argmax(-1) == s  # (B, T)
+        correct += right.sum().item()
+        exact += right.all(-1).sum().item()
+    model.train(was_training)
+    return {"loss": loss / (n * T), "digit_acc": correct / (n * T), "exact_match": exact / n}
+
+
+def train(
+    cfg: TrainConfig, *, report: Report | None = None, resume: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train one model; returns the summary of its last evaluation.
+
+    ``resume`` is a state from ``checkpoint()`` (or ``load_checkpoint``): the run continues from
+    it exactly as an uninterrupted run would (on CPU; CUDA kernels are not all deterministic).
+    """
+    device = resolve_device(cfg.device)
+    model, opt, sched = build(cfg, device)
+    gen = make_generator(cfg.seed, device)
+    test = held_out(cfg.eval_size, cfg.test_digits, device)
+    iid = held_out(cfg.eval_size, cfg.train_digits, device)
+    params = count_params(model)
+    step, solved_step = 0, None
+    if resume is not None:
+        _restore(resume, cfg, model, opt, sched, gen)
+        step, solved_step = resume["step"], resume["solved_step"]
+
+    def checkpoint() -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": cfg.to_dict(),
+            "step": step,
+            "solved_step": solved_step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "schedule": sched.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    summary: dict[str, Any] = {"status": "ok", "step": step}
+    loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
+    while step < cfg.steps:
+        # forward, backward, update
+        batch = sample(cfg.batch_size, cfg.train_digits, generator=gen, device=device)
+        logits = model(batch.a, batch.b)  # (B, T, 10)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.s.flatten())
+        loss_val = loss.item()
+        if not math.isfinite(loss_val):
+            summary = {"status": "diverged", "step": step + 1, "train_loss": loss_val}
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + loss_val, loss_n + 1
+
+        # evaluate on both held-out sets, report, and stop when told to or when diverged
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        elapsed = time.perf_counter() - t0
+        t, i = evaluate(model, test), evaluate(model, iid)
+        if t["exact_match"] >= SOLVED and solved_step is None:
+            solved_step = step
+        diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
+        summary = {
+            "step": step,
+            "train_loss": loss_sum / loss_n,
+            "val_loss": t["loss"],
+            "digit_acc": t["digit_acc"],
+            "exact_match": t["exact_match"],
+            "iid_val_loss": i["loss"],
+            "iid_digit_acc": i["digit_acc"],
+            "iid_exact_match": i["exact_match"],
+            "samples_per_s": loss_n * cfg.batch_size / elapsed,
+            "lr": sched.get_last_lr()[0],
+            "solved_step": solved_step,
+            "status": "diverged" if diverged else "ok",
+        }
+        stop = report(dict(summary), checkpoint) if report else False
+        if stop or diverged or (cfg.stop_when_solved and solved_step is not None):
+            break
+        loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
+
+    summary.update(
+        cell=cfg.cell,
+        params=params,
+        steps=step,
+        test_digits=cfg.test_digits,
+        solved_step=solved_step,
+    )
+    summary["loss"] = summary.get("val_loss", math.nan)
+    return summary
+
+
+# -- checkpoints: plain tensors and dicts, loadable with weights_only=True ---------------------
+
+CHECKPOINT_FORMAT = "adder-checkpoint-v1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write atomically: a reader never sees half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (no pickled code runs); a bad file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} not found; expected a checkpoint.pt file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # torch raises many kinds for a damaged or foreign file
+        raise UserError(
+            f"checkpoint {str(path)!r} cannot be read; expected a torch checkpoint file "
+            "(this one is truncated, corrupt, or holds objects a safe load refuses)"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"checkpoint {str(path)!r} is not an adder checkpoint ({CHECKPOINT_FORMAT})"
+        )
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Adder, TrainConfig]:
+    """The trained model of a checkpoint, in eval mode, and its config."""
+    state = load_checkpoint(path, map_location=device)
+    cfg = TrainConfig.from_dict(state["config"], where=str(path))
+    model = Adder(cfg.model_config()).to(device)
+    _load_weights(model, state, path)
+    return model.eval(), cfg
+
+
+def _load_weights(model: Adder, state: dict[str, Any], where: Any) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise UserError(f"checkpoint {str(where)!r} does not fit its model ({first})") from None
+
+
+def _restore(state, cfg, model, opt, sched, gen) -> None:
+    saved = TrainConfig.from_dict(state["config"], where="checkpoint")
+    for key in ("cell", "nonlinearity", "layers", "hidden", "embed"):
+        if getattr(saved, key) != getattr(cfg, key):
+            raise UserError(
+                f"checkpoint has {key} = {getattr(saved, key)!r} but the run asks for "
+                f"{getattr(cfg, key)!r}; expected the same model shape"
+            )
+    _load_weights(model, state, "checkpoint")
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["schedule"])
+    gen.set_state(state["generator"].to("cpu"))
+    torch.set_rng_state(state["torch_rng"].to("cpu"))
