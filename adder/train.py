@@ -158,6 +158,7 @@ def train(
             "samples_per_s": loss_n * cfg.batch_size / elapsed,
             "lr": sched.get_last_lr()[0],
             "solved_step": solved_step,
+            "params": params,
             "status": "diverged" if diverged else "ok",
         }
         stop = report(dict(summary), checkpoint) if report else False

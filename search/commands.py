@@ -1,9 +1,76 @@
-"""Parsers of the search-side commands: search, report, verify."""
+"""The search-side commands: ``adder search`` (and, later, report and verify)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+
+def _number(t: type):
+    def parse(text: str):
+        try:
+            return t(text)
+        except ValueError:
+            kind = "an integer" if t is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is invalid; expected {kind}") from None
+
+    return parse
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from search.space import load_space
+    from search.tune import Options, run
+
+    space = load_space(args.space)
+    cells = None
+    if args.cells is not None:
+        cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
+    space = space.override(
+        name=args.name, trials=args.trials, cells=cells, max_steps=args.max_steps, seed=args.seed
+    )
+    opts = Options(
+        results=Path(args.results),
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        resume=args.resume,
+        wandb=args.wandb,
+        wandb_project=args.wandb_project,
+    )
+    board = run(space, opts)
+    missing = [c for c in space.cells if c not in board["cells"]]
+    if missing:
+        print(f"adder search: no finished trial for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    pass
+    s = sub.add_parser(
+        "search",
+        help="search hyperparameters per cell (Ray Tune + Optuna TPE + ASHA + W&B)",
+        description="Search a YAML space: one Optuna study and one ASHA per cell, in one Ray "
+        "Tune experiment. Writes results/<name>/leaderboard.{json,md}, trials.csv, optuna.db.",
+    )
+    s.add_argument("space", help="search space YAML (see spaces/)")
+    s.add_argument("--name", help="search name (default: the space's name)")
+    s.add_argument("--trials", type=_number(int), help="trials per cell")
+    s.add_argument("--cells", help="comma-separated subset of the space's cells, e.g. rnn,gru")
+    s.add_argument("--max-steps", type=_number(int), help="training steps per trial at most")
+    s.add_argument("--seed", type=_number(int), help="search seed (TPE sampling)")
+    s.add_argument("--results", default="results", help="results root (default: results)")
+    s.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    s.add_argument("--cpus-per-trial", type=_number(float), default=1.0, help="default: 1")
+    s.add_argument(
+        "--gpus-per-trial",
+        type=_number(float),
+        default=None,
+        help="fraction of a GPU per trial (default: 0.25 where the cluster has GPUs, else 0)",
+    )
+    s.add_argument("--max-concurrent", type=_number(int), help="trials at once (default: fits)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    s.add_argument("--wandb", default="auto", help="auto|online|offline|disabled (default: auto)")
+    s.add_argument("--wandb-project", default="adder-search", help="W&B project")
+    s.set_defaults(fn=cmd_search)

@@ -1,0 +1,94 @@
+"""Tune callbacks: the search's W&B, one run per trial, driven from the Tune driver."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from search.tracking import Run, sync_hint
+
+
+TRIAL_METRICS = (
+    "train_loss",
+    "val_loss",
+    "digit_acc",
+    "exact_match",
+    "iid_val_loss",
+    "iid_digit_acc",
+    "iid_exact_match",
+    "samples_per_s",
+    "lr",
+    "solved_step",
+    "params",
+)
+
+
+class WandbCallback(Callback):
+    """One W&B run per trial (group = search name, the cell as a tag), each evaluation logged at
+    its training step, final metrics in the summary. In-process runs (``reinit="create_new"``)
+    cost one W&B service for the whole search, not one process per trial.
+
+    An online run that cannot start (no network, a dead server) switches the whole search to
+    offline with one warning: its runs stay under ``<folder>/wandb`` for a later ``wandb sync``.
+    """
+
+    def __init__(self, mode: str, folder: Path, project: str, group: str):
+        self.mode, self.folder, self.project, self.group = mode, folder, project, group
+        self.runs: dict[str, Run] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no live runs
+        return {**self.__dict__, "runs": {}}
+
+    def start(self, trial) -> Run:
+        cell = trial.config.get("cell", "")
+        kwargs = dict(
+            project=self.project,
+            group=self.group,
+            name=f"{cell}-{trial.trial_id}",
+            id=f"{self.group}-{trial.trial_id}",
+            resume="allow",
+            config=trial.config,
+            tags=[cell],
+            job_type="trial",
+        )
+        run = Run(self.mode, self.folder, **kwargs)
+        if run.run is None and self.mode == "online":
+            print(
+                f"warning: W&B online failed; logging offline instead. {sync_hint(self.folder)}",
+                file=sys.stderr,
+            )
+            self.mode = "offline"
+            run = Run(self.mode, self.folder, **kwargs)
+        return run
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id not in self.runs:
+            self.runs[trial.trial_id] = self.start(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        run = self.runs.get(trial.trial_id) or self.runs.setdefault(
+            trial.trial_id, self.start(trial)
+        )
+        run.log({k: result[k] for k in TRIAL_METRICS if k in result}, step=int(result["step"]))
+
+    def _end(self, trial, exit_code: int) -> None:
+        run = self.runs.pop(trial.trial_id, None)
+        if run is not None:
+            result = trial.last_result or {}
+            run.summarize(
+                {k: result[k] for k in (*TRIAL_METRICS, "status", "step") if k in result}
+            )
+            run.finish(exit_code=exit_code)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, 0)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, 1)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for trial in trials:
+            self._end(trial, 0)

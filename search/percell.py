@@ -1,0 +1,172 @@
+"""One independent study per cell type, inside one Ray Tune experiment.
+
+``PerCellSearch`` holds one ``OptunaSearch`` (seeded TPE) per cell and hands out trials round-robin
+until each cell has its quota; ``PerCellScheduler`` holds one ASHA per cell, so a trial is only ever
+compared with trials of its own cell. One experiment keeps the whole cluster busy (no cell waits for
+another to finish) and gives one place to resume from.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from search.space import Sampler, Space
+
+
+def _tpe(seed: int, trials: int) -> optuna.samplers.TPESampler:
+    with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=min(10, max(2, trials // 3)),
+            multivariate=True,
+            group=True,  # conditional parameters (nonlinearity for rnn only)
+            constant_liar=True,  # parallel trials don't all sample the same point
+        )
+
+
+class PerCellSearch(Searcher):
+    """Round-robin over cells, each with its own Optuna study; FINISHED when all quotas are met."""
+
+    def __init__(self, space: Space):
+        super().__init__(metric=space.metric, mode=space.mode)
+        self.space = space
+        self.studies = {
+            cell: OptunaSearch(
+                space=Sampler(space.params, cell),
+                metric=space.metric,
+                mode=space.mode,
+                sampler=_tpe(space.seed + i, space.trials),
+                study_name=f"{space.name}-{cell}",
+            )
+            for i, cell in enumerate(space.cells)
+        }
+        self.cell_of: dict[str, str] = {}
+        self.done: set[str] = set()
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space is ours; metric and mode come from it
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id not in self.cell_of:
+            counts = {c: 0 for c in self.space.cells}
+            for c in self.cell_of.values():
+                counts[c] += 1
+            open_cells = [c for c in self.space.cells if counts[c] < self.space.trials]
+            if not open_cells:
+                return Searcher.FINISHED
+            self.cell_of[trial_id] = min(open_cells, key=lambda c: counts[c])
+        cell = self.cell_of[trial_id]
+        sampled = self.studies[cell].suggest(trial_id)
+        return {**self.space.base_config(cell), **sampled}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.cell_of and self.metric in result:
+            self.studies[self.cell_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self.cell_of and trial_id not in self.done:
+            self.studies[self.cell_of[trial_id]].on_trial_complete(trial_id, result, error)
+            self.done.add(trial_id)
+
+    def optuna_studies(self) -> dict[str, optuna.Study]:
+        return {cell: s._ot_study for cell, s in self.studies.items()}
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "cell_of": self.cell_of,
+            "done": self.done,
+            "studies": {c: s.__dict__.copy() for c, s in self.studies.items()},
+        }
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.cell_of, self.done = state["cell_of"], state["done"]
+        for cell, d in state["studies"].items():
+            self.studies[cell].__dict__.update(d)
+
+
+def export_studies(studies: dict[str, optuna.Study], path: Path, name: str) -> None:
+    """Copy the in-memory studies to sqlite, one study per cell (``<name>-<cell>``).
+
+    A trial still RUNNING (its worker died with the driver) is recorded as FAIL, so no reader of
+    the database sees a trial that will never finish.
+    """
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path.resolve()}"
+    for cell, study in studies.items():
+        storage = study._storage
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        optuna.copy_study(
+            from_study_name=study.study_name,
+            from_storage=storage,
+            to_storage=url,
+            to_study_name=f"{name}-{cell}",
+        )
+
+
+class PerCellScheduler(FIFOScheduler):
+    """One ASHA per cell: a trial is stopped only by comparison with its own cell's trials."""
+
+    def __init__(self, space: Space):
+        super().__init__()
+        b = space.budget
+        self.asha = {
+            cell: ASHAScheduler(
+                time_attr="step",
+                metric=space.metric,
+                mode=space.mode,
+                max_t=b.max_steps,
+                grace_period=b.grace_steps,
+                reduction_factor=b.reduction_factor,
+            )
+            for cell in space.cells
+        }
+
+    def _of(self, trial) -> ASHAScheduler:
+        return self.asha[trial.config["cell"]]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        asha = self._of(trial)
+        if trial.trial_id in asha._trial_info:
+            asha.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{cell}: {a.debug_string()}" for cell, a in self.asha.items())
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({c: a.__dict__ for c, a in self.asha.items()}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        for cell, d in state.items():
+            self.asha[cell].__dict__.update(d)

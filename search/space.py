@@ -1,0 +1,353 @@
+"""Search spaces: YAML -> a validated ``Space`` -> an Optuna define-by-run function per cell.
+
+Everything a space says is checked here, before Ray starts: a mistake is one ``SpaceError`` line
+naming the file and the key, and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adder.config import TrainConfig, field_type
+from adder.errors import UserError
+from adder.models import CELLS
+
+METRICS = {  # what the trainer reports, and which way is better
+    "val_loss": "min",
+    "digit_acc": "max",
+    "exact_match": "max",
+    "iid_val_loss": "min",
+    "iid_digit_acc": "max",
+    "iid_exact_match": "max",
+}
+BUDGET_OWNS = ("steps", "eval_every", "stop_when_solved", "cell")  # not settable in fixed/params
+
+
+class SpaceError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # int | float | choice
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    step: Any = None
+    choices: tuple = ()
+    cells: tuple[str, ...] = ()  # empty: every cell
+
+    def applies_to(self, cell: str) -> bool:
+        return not self.cells or cell in self.cells
+
+    def values(self) -> list[Any]:
+        """The extreme values, used to check the whole range against TrainConfig."""
+        return list(self.choices) if self.kind == "choice" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_steps: int = 3000
+    eval_every: int = 100
+    grace_steps: int = 300
+    reduction_factor: float = 3.0
+    stop_when_solved: bool = True
+
+
+BUDGET_TYPES = {
+    "max_steps": int,
+    "eval_every": int,
+    "grace_steps": int,
+    "reduction_factor": float,
+    "stop_when_solved": bool,
+}
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    cells: tuple[str, ...]
+    trials: int
+    metric: str
+    mode: str
+    budget: Budget
+    fixed: dict[str, Any]
+    params: tuple[Param, ...]
+    seed: int = 0
+    description: str = ""
+    source: str = "<space>"
+
+    def base_config(self, cell: str) -> dict[str, Any]:
+        """Every TrainConfig field that is not searched: fixed values plus the budget."""
+        b = self.budget
+        return {
+            **TrainConfig().to_dict(),
+            **self.fixed,
+            "cell": cell,
+            "steps": b.max_steps,
+            "eval_every": b.eval_every,
+            "stop_when_solved": b.stop_when_solved,
+        }
+
+    def override(self, **changes: Any) -> Space:
+        """A copy with CLI overrides applied (``None`` means not given), checked again."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        budget = {k: changes.pop(k) for k in list(changes) if k in _names(Budget)}
+        new = dataclasses.replace(
+            self, budget=dataclasses.replace(self.budget, **budget), **changes
+        )
+        _check_space(new)
+        return new
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+class Sampler:
+    """Define-by-run: samples the parameters that apply to one cell. Picklable, for resume."""
+
+    def __init__(self, params: tuple[Param, ...], cell: str):
+        self.params = [p for p in params if p.applies_to(cell)]
+
+    def __call__(self, trial) -> None:
+        for p in self.params:
+            if p.kind == "int":
+                trial.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log)
+            elif p.kind == "float":
+                trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+            else:
+                trial.suggest_categorical(p.name, list(p.choices))
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a space file. Raises SpaceError (one line) on any mistake."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise SpaceError(f"{where}: no such file; expected a search space YAML (see spaces/)")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise SpaceError(f"{where}: YAML syntax error{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{where}: cannot be read ({e}); expected a UTF-8 YAML file") from None
+    return parse_space(doc, where)
+
+
+TOP = {"name", "description", "cells", "trials", "seed", "objective", "budget", "fixed", "params"}
+
+
+def parse_space(doc: Any, where: str = "<space>") -> Space:
+    def err(key: str, msg: str) -> SpaceError:
+        return SpaceError(f"{where}: {key}: {msg}")
+
+    if not isinstance(doc, dict):
+        raise SpaceError(
+            f"{where}: expected a mapping of {', '.join(sorted(TOP))}; got {_kind(doc)}"
+        )
+    for key in doc:
+        if key not in TOP:
+            raise err(str(key), f"unknown key; expected one of {', '.join(sorted(TOP))}")
+
+    name = doc.get("name", Path(where).stem)
+    cells = doc.get("cells", list(CELLS))
+    if not isinstance(cells, list) or not cells:
+        raise err(
+            "cells", f"{cells!r} is invalid; expected a non-empty list of {', '.join(CELLS)}"
+        )
+    objective = _mapping(
+        doc.get("objective", {"metric": "val_loss", "mode": "min"}), "objective", err
+    )
+    for key in objective:
+        if key not in ("metric", "mode"):
+            raise err(f"objective.{key}", "unknown key; expected metric or mode")
+    metric = objective.get("metric", "val_loss")
+    if metric not in METRICS:
+        raise err(
+            "objective.metric", f"{metric!r} is invalid; expected one of {', '.join(METRICS)}"
+        )
+    mode = objective.get("mode", METRICS[metric])
+    budget = _mapping(doc.get("budget", {}), "budget", err)
+    for key in budget:
+        if key not in _names(Budget):
+            raise err(f"budget.{key}", f"unknown key; expected one of {', '.join(_names(Budget))}")
+    for key, value in budget.items():
+        _typecheck(value, BUDGET_TYPES[key], f"budget.{key}", err)
+
+    fixed = _mapping(doc.get("fixed", {}), "fixed", err)
+    for key, value in fixed.items():
+        _train_field(key, "fixed", err)
+        try:
+            fixed[key] = TrainConfig.from_dict({key: value}, where="").__getattribute__(key)
+        except UserError as e:
+            raise err(f"fixed.{key}", str(e).lstrip(": ")) from None
+
+    params = []
+    for key, spec in _mapping(doc.get("params", {}), "params", err).items():
+        _train_field(key, "params", err)
+        if key in fixed:
+            raise err(f"params.{key}", "is also in fixed; expected each setting in one place")
+        params.append(_param(key, spec, err))
+
+    space = Space(
+        name=name,
+        cells=tuple(cells),
+        trials=doc.get("trials", 24),
+        metric=metric,
+        mode=mode,
+        budget=Budget(
+            **{k: float(v) if k == "reduction_factor" else v for k, v in budget.items()}
+        ),
+        fixed=fixed,
+        params=tuple(params),
+        seed=doc.get("seed", 0),
+        description=doc.get("description", ""),
+        source=where,
+    )
+    _check_space(space)
+    return space
+
+
+def _check_space(s: Space) -> None:
+    def err(key: str, msg: str) -> SpaceError:
+        return SpaceError(f"{s.source}: {key}: {msg}")
+
+    if not isinstance(s.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", s.name):
+        raise err("name", f"{s.name!r} is invalid; expected letters, digits, '_', '.', '-'")
+    for c in s.cells:
+        if c not in CELLS:
+            raise err("cells", f"{c!r} is not a cell; expected one of {', '.join(CELLS)}")
+    if len(set(s.cells)) != len(s.cells):
+        raise err("cells", f"{list(s.cells)} repeats a cell; expected each at most once")
+    _typecheck(s.trials, int, "trials", err)
+    _typecheck(s.seed, int, "seed", err)
+    if s.trials < 1:
+        raise err("trials", f"{s.trials!r} is invalid; expected an integer >= 1")
+    if s.mode not in ("min", "max"):
+        raise err("objective.mode", f"{s.mode!r} is invalid; expected min or max")
+    b = s.budget
+    for key in ("max_steps", "eval_every", "grace_steps"):
+        if getattr(b, key) < 1:
+            raise err(f"budget.{key}", f"{getattr(b, key)!r} is invalid; expected an integer >= 1")
+    if b.eval_every > b.max_steps:
+        raise err("budget.eval_every", f"{b.eval_every} > max_steps {b.max_steps}; expected <=")
+    if b.grace_steps > b.max_steps:
+        raise err("budget.grace_steps", f"{b.grace_steps} > max_steps {b.max_steps}; expected <=")
+    if not b.reduction_factor > 1:
+        raise err("budget.reduction_factor", f"{b.reduction_factor!r} is invalid; expected > 1")
+    for p in s.params:
+        for c in p.cells:
+            if c not in s.cells:
+                raise err(f"params.{p.name}.cells", f"{c!r} is not among cells {list(s.cells)}")
+    # Every value the space can produce must make a valid TrainConfig, for every cell.
+    for cell in s.cells:
+        base = s.base_config(cell)
+        try:
+            TrainConfig(**base)
+        except UserError as e:
+            raise err("fixed", str(e)) from None
+        for p in s.params:
+            for v in p.values():
+                try:
+                    TrainConfig(**{**base, p.name: v})
+                except UserError as e:
+                    raise err(f"params.{p.name}", str(e)) from None
+
+
+def _param(key: str, spec: Any, err) -> Param:
+    where = f"params.{key}"
+    spec = _mapping(spec, where, err)
+    kinds = [k for k in ("int", "float", "choice") if k in spec]
+    if len(kinds) != 1:
+        raise err(where, "expected exactly one of int, float, choice")
+    kind = kinds[0]
+    allowed = {"choice", "cells"} if kind == "choice" else {kind, "log", "step", "cells"}
+    for k in spec:
+        if k not in allowed:
+            raise err(f"{where}.{k}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
+    cells = spec.get("cells", [])
+    if not isinstance(cells, list) or not cells and "cells" in spec:
+        raise err(f"{where}.cells", f"{cells!r} is invalid; expected a non-empty list of cells")
+    t = field_type(key)
+    if kind == "choice":
+        choices = spec["choice"]
+        if not isinstance(choices, list) or not choices:
+            raise err(f"{where}.choice", f"{choices!r} is invalid; expected a non-empty list")
+        if len({repr(c) for c in choices}) != len(choices):
+            raise err(f"{where}.choice", f"{choices!r} repeats a value; expected distinct values")
+        for c in choices:
+            _typecheck(c, t, f"{where}.choice", err)
+        return Param(
+            key,
+            kind,
+            choices=tuple(float(c) if t is float else c for c in choices),
+            cells=tuple(cells),
+        )
+    if t is not int and t is not float or (kind == "int" and t is not int):
+        raise err(
+            where,
+            f"{key} is a {t.__name__} setting; expected "
+            + ("int, float or choice" if t is float else "choice"),
+        )
+    num = int if kind == "int" else float
+    bounds = spec[kind]
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise err(f"{where}.{kind}", f"{bounds!r} is invalid; expected [low, high]")
+    low, high = (_typecheck(v, num, f"{where}.{kind}", err) for v in bounds)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise err(f"{where}.{kind}", f"{bounds!r} is invalid; expected finite numbers")
+    if low > high:
+        raise err(f"{where}.{kind}", f"low {low} > high {high}; expected low <= high")
+    log = _typecheck(spec.get("log", False), bool, f"{where}.log", err)
+    if log and low <= 0:
+        raise err(f"{where}.log", f"log scale needs low > 0; got low {low}")
+    step = spec.get("step")
+    if step is not None:
+        step = _typecheck(step, num, f"{where}.step", err)
+        if step <= 0:
+            raise err(f"{where}.step", f"{step!r} is invalid; expected a number > 0")
+        if log:
+            raise err(f"{where}.step", "step and log cannot be combined; expected one of them")
+    return Param(key, kind, low=low, high=high, log=log, step=step, cells=tuple(cells))
+
+
+def _train_field(key: Any, section: str, err) -> None:
+    names = [f.name for f in fields(TrainConfig)]
+    if key not in names:
+        raise err(
+            f"{section}.{key}", f"is not a TrainConfig setting; expected one of {', '.join(names)}"
+        )
+    if key in BUDGET_OWNS:
+        raise err(f"{section}.{key}", "is set by cells and budget; expected it there")
+
+
+def _mapping(value: Any, key: str, err) -> dict:
+    if not isinstance(value, dict):
+        raise err(key, f"expected a mapping; got {_kind(value)}")
+    return dict(value)
+
+
+def _typecheck(value: Any, t: type, key: str, err) -> Any:
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, t) or (t is int and isinstance(value, bool)):
+        raise err(key, f"{value!r} is a {_kind(value)}; expected {t.__name__}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "mapping", list: "list", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )

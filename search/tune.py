@@ -1,0 +1,163 @@
+"""``adder search``: Ray Tune runs the trials, per-cell Optuna TPE samples them, per-cell ASHA stops
+the weak ones, W&B records every curve, and the results folder gets the answer.
+
+    results/<name>/tune/           Tune's experiment (trial checkpoints, state for --resume)
+    results/<name>/wandb/          offline W&B runs
+    results/<name>/leaderboard.*   the best setting per cell; trials.csv; optuna.db
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from adder.errors import UserError
+from search.space import Space
+
+EXPERIMENT = "tune"
+
+
+@dataclass
+class Options:
+    results: Path
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: a share of a GPU where the cluster has GPUs
+    max_concurrent: int | None = None
+    resume: bool = False
+    wandb: str = "auto"
+    wandb_project: str = "adder-search"
+    max_failures: int = 2
+    verbose: int = 1
+
+
+def prepare(space: Space, opts: Options) -> Path:
+    """Checks that need no Ray: the folder is writable and new (or resumable). Returns it."""
+    folder = (opts.results / space.name).resolve()
+    exp = folder / EXPERIMENT
+    started = exp.is_dir() and any(exp.glob("experiment_state*.json"))
+    if opts.resume and not started:
+        raise UserError(
+            f"--resume: no search named {space.name!r} in {folder}; expected one to exist"
+        )
+    if not opts.resume and started:
+        raise UserError(
+            f"a search named {space.name!r} already exists in {folder}; "
+            "expected --resume to continue it, or another --name"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"results folder {str(folder)!r} cannot be written ({e.strerror}); expected a writable folder"
+        ) from None
+    if opts.cpus_per_trial <= 0:
+        raise UserError(
+            f"--cpus-per-trial {opts.cpus_per_trial} is invalid; expected a number > 0"
+        )
+    if opts.gpus_per_trial is not None and opts.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial {opts.gpus_per_trial} is invalid; expected >= 0")
+    return folder
+
+
+def connect(address: str | None) -> None:
+    """Join a cluster (``--address`` or RAY_ADDRESS), or start a local Ray on 127.0.0.1 only."""
+    # Linux Ray binds every interface unless told otherwise; this keeps a local one on loopback.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # Each evaluation checkpoints; with num_to_keep that forces a state snapshot, which is cheap
+    # here (a few KB) but makes Tune warn every few seconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import optuna
+    import ray
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def run(space: Space, opts: Options) -> dict:
+    """Run (or resume) the search to the end; write the results; return the leaderboard."""
+    folder = prepare(space, opts)
+    from search.tracking import resolve_mode, sync_hint
+
+    mode = resolve_mode(opts.wandb)
+    connect(opts.address)
+
+    import ray
+    from ray import tune
+
+    from search.callbacks import WandbCallback
+    from search.percell import PerCellScheduler, PerCellSearch
+    from search.results import write_results
+    from search.trainable import trainable
+
+    resources = ray.cluster_resources()
+    gpus = opts.gpus_per_trial
+    if gpus is None:
+        gpus = 0.25 if resources.get("GPU", 0) > 0 else 0.0
+    per_trial = {"cpu": opts.cpus_per_trial, "gpu": gpus}
+    fits = resources.get("CPU", 1) / opts.cpus_per_trial
+    if gpus:
+        fits = min(fits, resources.get("GPU", 0) / gpus)
+    max_concurrent = opts.max_concurrent or max(1, int(fits))
+    fn = tune.with_resources(trainable, per_trial)
+
+    run_config = tune.RunConfig(
+        name=EXPERIMENT,
+        storage_path=str(folder),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        callbacks=[WandbCallback(mode, folder, opts.wandb_project, space.name)],
+        verbose=opts.verbose,
+    )
+    if mode == "offline":
+        print(sync_hint(folder), file=sys.stderr)
+    print(
+        f"adder search: {space.name}: {space.trials} trials x {len(space.cells)} cells "
+        f"({', '.join(space.cells)}), {max_concurrent} at a time, {per_trial} each, "
+        f"results in {folder}",
+        file=sys.stderr,
+    )
+    searcher = PerCellSearch(space)
+    if opts.resume:
+        tuner = tune.Tuner.restore(
+            str(folder / EXPERIMENT), trainable=fn, resume_unfinished=True, resume_errored=True
+        )
+        searcher = tuner._local_tuner._tune_config.search_alg.searcher  # the restored one
+    else:
+        from ray.tune.search import ConcurrencyLimiter
+
+        tuner = tune.Tuner(
+            fn,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+                scheduler=PerCellScheduler(space),
+                num_samples=space.trials * len(space.cells),
+                reuse_actors=True,
+            ),
+            run_config=run_config,
+        )
+    t0 = time.perf_counter()
+    tuner.fit()
+    wall = time.perf_counter() - t0
+    board = write_results(
+        folder, space, searcher=searcher, wall_s=wall, mode=mode, project=opts.wandb_project
+    )
+    _clean_tmp(folder)
+    return board
+
+
+def _clean_tmp(folder: Path) -> None:
+    shutil.rmtree(folder / ".tmp", ignore_errors=True)

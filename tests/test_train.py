@@ -1,0 +1,554 @@
+"""TrainConfig, the training loop, resuming and checkpoints (real, small runs on the CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from adder.config import SOLVED, TrainConfig, field_docs
+from adder.errors import UserError
+from adder.models import count_params
+from adder.train import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_model,
+    resolve_device,
+    save_checkpoint,
+    train,
+)
+
+# Every key a report carries at each evaluation (the callback's documented metrics).
+METRIC_KEYS = {
+    "step",
+    "train_loss",
+    "val_loss",
+    "digit_acc",
+    "exact_match",
+    "iid_val_loss",
+    "iid_digit_acc",
+    "iid_exact_match",
+    "samples_per_s",
+    "lr",
+    "solved_step",
+    "status",
+}
+# Every key of the summary train() returns (and `adder train` prints).
+SUMMARY_KEYS = {
+    "cell",
+    "params",
+    "steps",
+    "loss",
+    "digit_acc",
+    "exact_match",
+    "test_digits",
+    "solved_step",
+    "status",
+}
+TIMING = {"samples_per_s"}  # wall-clock: the only value allowed to differ between equal runs
+
+SMALL = dict(steps=60, eval_every=20, eval_size=100, test_digits=12, hidden=16)
+
+
+def small(**kw) -> TrainConfig:
+    return TrainConfig(**{**SMALL, **kw})
+
+
+def run(cfg: TrainConfig, stop_at: int | None = None, resume=None):
+    """train() that records every report and the state at every evaluation (cloned)."""
+    reports, states = [], {}
+
+    def report(metrics, checkpoint):
+        reports.append(metrics)
+        states[metrics["step"]] = clone(checkpoint())
+        return stop_at is not None and metrics["step"] >= stop_at
+
+    summary = train(cfg, report=report, resume=resume)
+    return summary, reports, states
+
+
+def clone(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clone(v) for v in obj]
+    return obj
+
+
+def without_timing(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in TIMING}
+
+
+def assert_same_tensors(x: dict, y: dict) -> None:
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+
+
+# -- TrainConfig -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(cell="cnn"), "cell"),
+        (dict(cell=3), "cell"),
+        (dict(nonlinearity="sigmoid"), "nonlinearity"),
+        (dict(hidden=-5), "hidden"),
+        (dict(hidden=0), "hidden"),
+        (dict(layers=0), "layers"),
+        (dict(embed=-1), "embed"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+        (dict(dropout=math.nan), "dropout"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=-1e-3), "lr"),
+        (dict(lr=math.nan), "lr"),
+        (dict(lr=math.inf), "lr"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(schedule="linear"), "schedule"),
+        (dict(lr_min_ratio=0.0), "lr_min_ratio"),
+        (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(grad_clip=-1.0), "grad_clip"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(steps=0), "steps"),
+        (dict(eval_every=0), "eval_every"),
+        (dict(eval_size=0), "eval_size"),
+        (dict(train_digits=0), "train_digits"),
+        (dict(test_digits=100_001), "test_digits"),
+        (dict(diverge_loss=0.0), "diverge_loss"),
+        (dict(device="gpu"), "device"),
+        (dict(device="cuda:"), "device"),
+        (dict(device="cuda:-1"), "device"),
+        (dict(device="CPU"), "device"),
+    ],
+)
+def test_config_refuses_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(UserError) as e:
+        TrainConfig(**kwargs)
+    assert field in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "d,field",
+    [
+        ({"hidden": "32"}, "hidden"),
+        ({"hidden": 32.0}, "hidden"),
+        ({"layers": True}, "layers"),
+        ({"lr": "0.1"}, "lr"),
+        ({"lr": True}, "lr"),
+        ({"stop_when_solved": 1}, "stop_when_solved"),
+        ({"cell": None}, "cell"),
+        ({"hiden": 32}, "hiden"),  # unknown key
+        ({"learning_rate": 0.1}, "learning_rate"),
+    ],
+)
+def test_from_dict_refuses_wrong_types_and_unknown_keys(d, field):
+    with pytest.raises(UserError) as e:
+        TrainConfig.from_dict(d, where="space.yaml")
+    assert field in str(e.value)
+    assert "space.yaml" in str(e.value)
+
+
+def test_from_dict_round_trip_and_int_for_float():
+    cfg = TrainConfig.from_dict({"lr": 1, "cell": "lstm", "dropout": 0})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert isinstance(cfg.dropout, float)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_config_accepts_device_names(device):
+    assert TrainConfig(device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["cuda:²", "cuda:١"])
+def test_config_refuses_non_ascii_device_index(device):
+    # str.isdigit() accepts these, torch.device() then fails with a RuntimeError (a stack trace)
+    with pytest.raises(UserError, match="device"):
+        TrainConfig(device=device)
+
+
+def test_config_refuses_seed_torch_cannot_take():
+    # torch.manual_seed raises a plain ValueError (not a UserError) for seeds outside 64 bits
+    with pytest.raises(UserError, match="seed"):
+        TrainConfig(seed=2**64)
+
+
+def test_field_docs_cover_every_field():
+    docs = field_docs()
+    assert set(docs) == {f.name for f in fields(TrainConfig)}
+    for name, doc in docs.items():
+        assert doc.strip() and "\n" not in doc.strip(), name
+
+
+def test_model_config_embed_defaults_to_hidden():
+    assert TrainConfig(hidden=24).model_config().embed == 24
+    assert TrainConfig(hidden=24, embed=8).model_config().embed == 8
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def test_auto_device_ignores_cuda_visible_devices():
+    # CUDA_VISIBLE_DEVICES=0 names a GPU, but only a GPU torch can actually see counts
+    code = (
+        "import torch; from adder.train import resolve_device; "
+        "print(resolve_device('auto').type, torch.cuda.is_available())"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "0", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == ("cuda" if out[1] == "True" else "cpu")
+
+
+def test_auto_device_here(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == want
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_unavailable_device_is_a_user_error():
+    # no machine running these tests has 100 GPUs
+    with pytest.raises(UserError, match="cuda:99"):
+        resolve_device("cuda:99")
+    with pytest.raises(UserError, match="cuda:99"):
+        train(small(device="cuda:99", steps=1))
+
+
+# -- the training loop -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps,expected", [(60, [20, 40, 60]), (50, [20, 40, 50])])
+def test_reports_at_every_evaluation_and_the_last_step(steps, expected):
+    cfg = small(steps=steps)
+    summary, reports, states = run(cfg)
+    assert [m["step"] for m in reports] == expected
+    for m in reports:
+        assert METRIC_KEYS <= m.keys()
+        assert m["status"] == "ok"
+        for key in ("digit_acc", "exact_match", "iid_digit_acc", "iid_exact_match"):
+            assert 0.0 <= m[key] <= 1.0
+        for key in ("train_loss", "val_loss", "iid_val_loss", "samples_per_s"):
+            assert math.isfinite(m[key]) and m[key] > 0
+        assert m["lr"] == pytest.approx(cfg.lr)
+        assert states[m["step"]]["step"] == m["step"]
+        assert states[m["step"]]["format"] == CHECKPOINT_FORMAT
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["status"] == "ok"
+    assert summary["steps"] == expected[-1]
+    assert summary["cell"] == cfg.cell and summary["test_digits"] == cfg.test_digits
+    assert summary["loss"] == reports[-1]["val_loss"]
+    assert summary["exact_match"] == reports[-1]["exact_match"]
+    model, _ = load_model_from_state(states[expected[-1]])
+    assert summary["params"] == count_params(model)
+
+
+def test_train_without_report():
+    summary = train(small(steps=20))
+    assert summary["status"] == "ok" and summary["steps"] == 20
+
+
+def test_same_config_same_run():
+    one, two = run(small(steps=40, dropout=0.2)), run(small(steps=40, dropout=0.2))
+    assert without_timing(one[0]) == without_timing(two[0])
+    assert_same_tensors(one[2][40]["model"], two[2][40]["model"])
+    other = run(small(steps=40, dropout=0.2, seed=1))
+    assert not torch.equal(one[2][40]["model"]["head.weight"], other[2][40]["model"]["head.weight"])
+
+
+def test_learning_happens():
+    _, reports, _ = run(small(steps=150, eval_every=50, lr=0.003, cell="rnn", hidden=32))
+    assert reports[-1]["val_loss"] < reports[0]["val_loss"]
+    assert reports[-1]["digit_acc"] > 0.5
+
+
+def test_divergence_at_evaluation_is_reported_not_raised():
+    summary, reports, _ = run(small(lr=10.0))
+    assert summary["status"] == "diverged"
+    assert summary["steps"] <= 20  # at or before the first evaluation
+    assert [m["status"] for m in reports] == ["diverged"] * len(reports)
+
+
+def nan_run(**kw) -> TrainConfig:
+    # an unbounded cell and an absurd SGD step: the training loss is NaN within two steps
+    return small(cell="rnn", nonlinearity="relu", optimizer="sgd", lr=1e6, **kw)
+
+
+def test_non_finite_training_loss_ends_the_run_as_diverged():
+    summary, reports, _ = run(nan_run())
+    assert summary["status"] == "diverged"
+    assert summary["steps"] <= 20
+    assert reports == []  # no evaluation happened
+    assert math.isnan(summary["loss"])
+
+
+def test_diverged_summary_has_every_summary_key():
+    # a run that diverges between evaluations returns a summary without digit_acc/exact_match
+    summary, _, _ = run(nan_run())
+    assert SUMMARY_KEYS <= summary.keys()
+
+
+def test_stop_when_solved_stops_at_the_first_solved_evaluation():
+    cfg = TrainConfig(
+        cell="rnn",
+        layers=1,
+        hidden=32,
+        lr=0.003,
+        train_digits=10,
+        test_digits=20,
+        eval_size=200,
+        eval_every=50,
+        steps=2000,
+        stop_when_solved=True,
+    )
+    summary, reports, _ = run(cfg)
+    assert summary["status"] == "ok"
+    assert summary["solved_step"] is not None
+    assert summary["steps"] == summary["solved_step"] < cfg.steps
+    assert summary["exact_match"] >= SOLVED
+    assert reports[-1]["step"] == summary["solved_step"]
+    assert all(m["exact_match"] < SOLVED for m in reports[:-1])
+
+
+def test_report_returning_true_stops_the_run():
+    summary, reports, _ = run(small(), stop_at=20)
+    assert [m["step"] for m in reports] == [20]
+    assert summary["steps"] == 20
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "exp"])
+def test_schedules_end_at_lr_times_lr_min_ratio(schedule):
+    cfg = small(steps=40, eval_every=20, schedule=schedule, lr=0.01, lr_min_ratio=0.05)
+    summary, reports, _ = run(cfg)
+    assert summary["lr"] == pytest.approx(0.01 * 0.05)
+    mid = {"cosine": 0.05 + 0.95 * 0.5, "exp": 0.05**0.5}[schedule]
+    assert reports[0]["lr"] == pytest.approx(0.01 * mid)
+
+
+def test_constant_schedule():
+    summary, _, _ = run(small(steps=20, lr=0.02))
+    assert summary["lr"] == pytest.approx(0.02)
+
+
+# -- resuming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(optimizer="adam", schedule="constant"),
+        dict(optimizer="sgd", schedule="cosine", lr=0.05, grad_clip=1.0),
+        dict(optimizer="adamw", schedule="exp", weight_decay=0.01),
+    ],
+    ids=["adam-constant", "sgd-cosine-clip", "adamw-exp"],
+)
+def test_resume_is_exact(tmp_path, extra):
+    # dropout > 0 between two layers: the global RNG state is part of what must be restored
+    cfg = small(steps=40, eval_every=10, eval_size=50, dropout=0.3, layers=2, **extra)
+    full_summary, full_reports, full_states = run(cfg)
+
+    _, first_reports, first_states = run(cfg, stop_at=20)
+    assert [m["step"] for m in first_reports] == [10, 20]
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(first_states[20], path)
+    del first_states
+    state = load_checkpoint(path)
+
+    # the global RNG is somewhere else entirely when the resumed run starts
+    torch.manual_seed(999)
+    torch.rand(1000)
+    summary, reports, states = run(cfg, resume=state)
+
+    assert [m["step"] for m in reports] == [30, 40]
+    assert [without_timing(m) for m in first_reports + reports] == [
+        without_timing(m) for m in full_reports
+    ]
+    assert without_timing(summary) == without_timing(full_summary)
+    assert_same_tensors(states[40]["model"], full_states[40]["model"])
+    assert torch.equal(states[40]["generator"], full_states[40]["generator"])
+    assert torch.equal(states[40]["torch_rng"], full_states[40]["torch_rng"])
+
+
+def test_checkpoint_state_is_a_snapshot_not_a_live_view():
+    # report() may keep the state checkpoint() builds and let training go on (a search keeps
+    # its best one); resuming from it later must still continue from the step it was taken at
+    cfg = small(steps=40, eval_every=20, eval_size=50, dropout=0.3)
+    kept = {}
+
+    def report(metrics, checkpoint):
+        if metrics["step"] == 20:
+            kept["state"] = checkpoint()  # no clone: what a caller would naturally do
+
+    full = train(cfg, report=report)
+    assert kept["state"]["step"] == 20
+    resumed = train(cfg, resume=kept["state"])
+    assert without_timing(resumed) == without_timing(full)
+
+
+def test_resume_refuses_another_model_shape():
+    _, _, states = run(small(steps=10, eval_every=10))
+    with pytest.raises(UserError, match="hidden"):
+        train(small(hidden=24), resume=states[10])
+    with pytest.raises(UserError, match="cell"):
+        train(small(cell="lstm"), resume=states[10])
+
+
+def test_resume_past_the_last_step_trains_no_more():
+    cfg = small(steps=20, eval_every=20)
+    _, _, states = run(cfg)
+    summary, reports, _ = run(cfg, resume=states[20])
+    assert reports == []
+    assert summary["steps"] == 20
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gru_state() -> dict:
+    _, _, states = run(small(steps=10, eval_every=10, cell="gru", layers=2))
+    return states[10]
+
+
+@pytest.fixture
+def gru_ckpt(tmp_path, gru_state) -> Path:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(gru_state, path)
+    return path
+
+
+def load_model_from_state(state):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "c.pt"
+        save_checkpoint(state, path)
+        return load_model(path)
+
+
+def test_checkpoint_round_trip_with_weights_only(gru_ckpt, gru_state):
+    assert sorted(p.name for p in gru_ckpt.parent.iterdir()) == ["checkpoint.pt"]  # no .tmp
+    raw = torch.load(gru_ckpt, weights_only=True)
+    state = load_checkpoint(gru_ckpt)
+    assert state["format"] == raw["format"] == CHECKPOINT_FORMAT
+    assert state["step"] == 10 and state["config"] == gru_state["config"]
+    assert_same_tensors(state["model"], gru_state["model"])
+
+
+def test_save_checkpoint_replaces_an_older_one(tmp_path, gru_state):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({**gru_state, "step": 1}, path)
+    save_checkpoint(gru_state, path)
+    assert load_checkpoint(path)["step"] == 10
+
+
+def test_load_model(gru_ckpt, gru_state):
+    model, cfg = load_model(gru_ckpt)
+    assert not model.training
+    assert cfg == TrainConfig.from_dict(gru_state["config"])
+    assert_same_tensors(model.state_dict(), gru_state["model"])
+
+
+def corrupt(kind: str, good: Path, path: Path) -> Path:
+    data = good.read_bytes()
+    if kind == "missing":
+        return path / "nowhere" / "checkpoint.pt"
+    if kind == "directory":
+        path.mkdir()
+        return path
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated-100":
+        path.write_bytes(data[:100])
+    elif kind == "truncated-half":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "garbage":
+        path.write_bytes(bytes(range(256)) * 40)
+    elif kind == "text":
+        path.write_text("not a checkpoint\n")
+    elif kind == "wrong-format":
+        torch.save({"format": "something-else-v9", "model": {}}, path)
+    elif kind == "no-format":
+        torch.save({"model": torch.load(good, weights_only=True)["model"]}, path)
+    elif kind == "not-a-dict":
+        torch.save([torch.zeros(3)], path)
+    elif kind == "unsafe-object":
+        torch.save({"format": CHECKPOINT_FORMAT, "when": datetime.date(2020, 5, 6)}, path)
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+BAD_FILES = [
+    "missing",
+    "directory",
+    "empty",
+    "truncated-100",
+    "truncated-half",
+    "garbage",
+    "text",
+    "wrong-format",
+    "no-format",
+    "not-a-dict",
+    "unsafe-object",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_bad_checkpoint_files_are_user_errors(kind, gru_ckpt, tmp_path):
+    path = corrupt(kind, gru_ckpt, tmp_path / "bad.pt")
+    with pytest.raises(UserError) as e:
+        load_checkpoint(path)
+    assert str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError):
+        load_model(path)
+
+
+def edited(state: dict, path: Path, **changes) -> Path:
+    config = {**state["config"], **changes}
+    save_checkpoint({**state, "config": config}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes", [dict(cell="lstm"), dict(cell="rnn"), dict(hidden=24), dict(layers=3)]
+)
+def test_checkpoint_whose_config_does_not_fit_its_weights(gru_state, tmp_path, changes):
+    path = edited(gru_state, tmp_path / "edited.pt", **changes)
+    with pytest.raises(UserError, match="does not fit"):
+        load_model(path)
+
+
+def test_checkpoint_with_a_bad_config_is_a_user_error(gru_state, tmp_path):
+    path = edited(gru_state, tmp_path / "edited.pt", hidden=-3)
+    with pytest.raises(UserError, match="hidden"):
+        load_model(path)
+    path = edited(gru_state, tmp_path / "edited2.pt", colour="blue")
+    with pytest.raises(UserError, match="colour"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("missing", ["config", "model"])
+def test_checkpoint_missing_a_part_is_a_user_error(gru_state, tmp_path, missing):
+    path = tmp_path / "partial.pt"
+    save_checkpoint({k: v for k, v in gru_state.items() if k != missing}, path)
+    with pytest.raises(UserError):
+        load_model(path)
+
+
+def test_dataclass_fields_match_checkpoint_config(gru_state):
+    assert set(gru_state["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
