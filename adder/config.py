@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -121,7 +122,7 @@ def field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(TrainConfig))
     body = tree.body[0].body
     docs = {}
-    for stmt, nxt in zip(body, body[1:]):
+    for stmt, nxt in zip(body, body[1:], strict=False):
         if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr):
             docs[stmt.target.id] = nxt.value.value
     return docs
@@ -150,9 +151,10 @@ def _check(c: TrainConfig) -> None:
     need(0.0 < c.lr_min_ratio <= 1.0, "lr_min_ratio", "a number in (0, 1]")
     need(math.isfinite(c.grad_clip) and c.grad_clip >= 0, "grad_clip", "a number >= 0")
     need(c.diverge_loss > 0, "diverge_loss", "a number > 0")
+    need(0 <= c.seed < 2**63, "seed", "an integer in [0, 2^63)")
     need(
         c.device in ("auto", "cpu", "cuda")
-        or (c.device.startswith("cuda:") and c.device[5:].isdigit()),
+        or re.fullmatch(r"cuda:[0-9]{1,3}", c.device) is not None,
         "device",
         "auto, cpu, cuda or cuda:N",
     )

@@ -5,6 +5,7 @@ result = train(TrainConfig(cell="lstm"), report=lambda metrics, checkpoint: prin
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -28,11 +29,16 @@ EVAL_TOKENS = 1 << 20  # positions per evaluation chunk: bounds memory at 10,000
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` takes the GPU when torch can see one, else the CPU, whatever CUDA_VISIBLE_DEVICES says."""
+    """``auto``: a GPU when torch sees one, else the CPU (whatever CUDA_VISIBLE_DEVICES says)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device = {name!r} but no CUDA device is visible; expected auto or cpu")
+    if name.startswith("cuda"):
+        index = int(name[5:] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise UserError(
+                f"device = {name!r} but {torch.cuda.device_count()} CUDA devices are visible; "
+                "expected auto, cpu or a visible cuda:N"
+            )
     return torch.device(name)
 
 
@@ -106,17 +112,20 @@ def train(
         step, solved_step = resume["step"], resume["solved_step"]
 
     def checkpoint() -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": cfg.to_dict(),
-            "step": step,
-            "solved_step": solved_step,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "schedule": sched.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
+        # a snapshot, not a view: training goes on after it is taken
+        return copy.deepcopy(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": cfg.to_dict(),
+                "step": step,
+                "solved_step": solved_step,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            }
+        )
 
     summary: dict[str, Any] = {"status": "ok", "step": step}
     loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
@@ -126,8 +135,16 @@ def train(
         logits = model(batch.a, batch.b)  # (B, T, 10)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.s.flatten())
         loss_val = loss.item()
-        if not math.isfinite(loss_val):
-            summary = {"status": "diverged", "step": step + 1, "train_loss": loss_val}
+        if not math.isfinite(loss_val):  # before the update: the weights stay as they were
+            t = evaluate(model, test)
+            summary = {
+                "step": step,
+                "train_loss": loss_val,
+                "val_loss": t["loss"],
+                "digit_acc": t["digit_acc"],
+                "exact_match": t["exact_match"],
+                "status": "diverged",
+            }
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,6 +197,16 @@ def train(
 # -- checkpoints: plain tensors and dicts, loadable with weights_only=True ---------------------
 
 CHECKPOINT_FORMAT = "adder-checkpoint-v1"
+CHECKPOINT_KEYS = (
+    "config",
+    "step",
+    "solved_step",
+    "model",
+    "optimizer",
+    "schedule",
+    "generator",
+    "torch_rng",
+)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -205,6 +232,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(
             f"checkpoint {str(path)!r} is not an adder checkpoint ({CHECKPOINT_FORMAT})"
+        )
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["config"], dict):
+        raise UserError(
+            f"checkpoint {str(path)!r} lacks {', '.join(missing) or 'a config'}; "
+            f"expected a whole adder checkpoint"
         )
     return state
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from search.tracking import Run, sync_hint
-
 
 TRIAL_METRICS = (
     "train_loss",
@@ -92,3 +92,45 @@ class WandbCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         for trial in trials:
             self._end(trial, 0)
+
+
+class ProgressCallback(Callback):
+    """Live progress, one line per event that matters: a trial ends (how, where, how well), and
+    every ``every_s`` seconds a count of what is running. Tune's own tables are switched off."""
+
+    def __init__(self, total: int, every_s: float = 30.0, stream=None):
+        self.total, self.every_s, self.stream = total, every_s, stream
+        self.ended = 0
+        self.last_beat = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stream": None}
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stderr, flush=True)
+
+    def _end(self, trial, how: str) -> None:
+        self.ended += 1
+        r = trial.last_result or {}
+        c = trial.config
+        status = r.get("status") if r.get("status") == "diverged" else how
+        em, loss = r.get("exact_match"), r.get("val_loss")
+        score = f"exact {em:.3f} loss {loss:.4f}" if em is not None and loss is not None else "-"
+        self._print(
+            f"[{self.ended}/{self.total}] {c.get('cell')} {trial.trial_id} {status} at step "
+            f"{r.get('step', 0)}: {score} (layers {c.get('layers')}, hidden {c.get('hidden')}, "
+            f"lr {c.get('lr', 0):.2g}, batch {c.get('batch_size')})"
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, "ended")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, "errored")
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        now = time.monotonic()
+        if now - self.last_beat >= self.every_s:
+            self.last_beat = now
+            running = sum(t.status == "RUNNING" for t in trials)
+            self._print(f"... {running} running, {self.ended}/{self.total} ended")

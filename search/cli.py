@@ -31,10 +31,14 @@ class Parser(argparse.ArgumentParser):
 def emit(obj: dict[str, Any]) -> None:
     """The last stdout line of a command: one strict JSON object (non-finite floats -> null)."""
 
-    def fix(v: Any) -> Any:
-        return None if isinstance(v, float) and not math.isfinite(v) else v
+    print(json.dumps(strict(obj), allow_nan=False), flush=True)
 
-    print(json.dumps({k: fix(v) for k, v in obj.items()}, allow_nan=False), flush=True)
+
+def strict(obj: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite floats -> None: JSON has no NaN."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in obj.items()
+    }
 
 
 def positive_int(text: str) -> int:
@@ -86,6 +90,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from adder.config import TrainConfig
+    from search.files import writable_dir
     from search.tracking import Run, resolve_mode, sync_hint
 
     cfg = TrainConfig(**{**(SMOKE if args.smoke else {}), **train_overrides(args)})
@@ -94,7 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out
         or f"runs/{cfg.cell}__h{cfg.hidden}__l{cfg.layers}__s{cfg.seed}__{int(time.time())}"
     )
-    _writable_dir(out)
+    from adder.train import resolve_device
+
+    resolve_device(cfg.device)  # no such device: say so before any folder is made
+    writable_dir(out)
     from adder.train import save_checkpoint, train
 
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -115,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with open(out / "metrics.jsonl", "w") as log:
 
         def report(m: dict[str, Any], checkpoint) -> None:
-            log.write(json.dumps(m) + "\n")
+            log.write(json.dumps(strict(m), allow_nan=False) + "\n")
             log.flush()
             save_checkpoint(checkpoint(), out / "checkpoint.pt")
             run.log(m, step=m["step"])
@@ -130,19 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(
-            f"output folder {str(path)!r} cannot be written ({e.strerror}); expected a writable folder"
-        ) from None
-
-
-# -- adder eval / adder add ------------------------------------------------------------------------
+# -- adder eval / adder add ---------------------------------------------------------------------
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -176,7 +172,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- the parser ------------------------------------------------------------------------------------
+# -- the parser ---------------------------------------------------------------------------------
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+
+    report, plots = write_report(Path(args.folder))
+    print(report)
+    print("\n".join(str(p) for p in plots))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "search",
@@ -74,3 +83,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--wandb", default="auto", help="auto|online|offline|disabled (default: auto)")
     s.add_argument("--wandb-project", default="adder-search", help="W&B project")
     s.set_defaults(fn=cmd_search)
+
+    r = sub.add_parser(
+        "report",
+        help="write report.md and PNG plots for a search's results folder",
+        description="Read a search's results folder (finished or interrupted) and write "
+        "report.md and PNG plots beside it: learning curves, the objective against each "
+        "parameter, parameter importances, what ASHA stopped, the leaderboard and compute.",
+    )
+    r.add_argument("folder", help="a search's results folder, RESULTS/NAME (e.g. results/default)")
+    r.set_defaults(fn=cmd_report)

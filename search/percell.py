@@ -1,9 +1,9 @@
 """One independent study per cell type, inside one Ray Tune experiment.
 
-``PerCellSearch`` holds one ``OptunaSearch`` (seeded TPE) per cell and hands out trials round-robin
-until each cell has its quota; ``PerCellScheduler`` holds one ASHA per cell, so a trial is only ever
-compared with trials of its own cell. One experiment keeps the whole cluster busy (no cell waits for
-another to finish) and gives one place to resume from.
+``PerCellSearch`` holds one ``OptunaSearch`` (seeded TPE) per cell and hands out trials
+round-robin until each cell has its quota; ``PerCellScheduler`` holds one ASHA per cell, so a
+trial is only ever compared with trials of its own cell. One experiment keeps the whole cluster
+busy (no cell waits for another to finish) and gives one place to resume from.
 """
 
 from __future__ import annotations

@@ -226,7 +226,7 @@ def _fmt_csv(v: Any) -> Any:
 def write_results(
     folder: Path, space, *, searcher=None, wall_s=None, mode="disabled", project="adder-search"
 ) -> dict:
-    """leaderboard.json/.md, trials.csv, optuna.db and the W&B leaderboard run; prints the table."""
+    """leaderboard.json/.md, trials.csv, optuna.db, the W&B leaderboard run; prints the table."""
     records = load_trials(folder)
     board = leaderboard(space.name, list(space.cells), records)
     if wall_s is not None:

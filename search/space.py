@@ -248,9 +248,11 @@ def _check_space(s: Space) -> None:
     if not b.reduction_factor > 1:
         raise err("budget.reduction_factor", f"{b.reduction_factor!r} is invalid; expected > 1")
     for p in s.params:
-        for c in p.cells:
-            if c not in s.cells:
-                raise err(f"params.{p.name}.cells", f"{c!r} is not among cells {list(s.cells)}")
+        for c in p.cells:  # may name a cell that --cells left out, not an unknown one
+            if c not in CELLS:
+                raise err(
+                    f"params.{p.name}.cells", f"{c!r} is not a cell; expected {', '.join(CELLS)}"
+                )
     # Every value the space can produce must make a valid TrainConfig, for every cell.
     for cell in s.cells:
         base = s.base_config(cell)

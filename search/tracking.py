@@ -32,7 +32,7 @@ def has_credentials() -> bool:
 
 
 def resolve_mode(mode: str) -> str:
-    """auto|online|offline|disabled -> online|offline|disabled. WANDB_MODE, when set, wins over auto."""
+    """auto|online|offline|disabled -> online|offline|disabled; WANDB_MODE decides auto if set."""
     if mode not in MODES:
         raise UserError(f"--wandb {mode!r} is invalid; expected one of {', '.join(MODES)}")
     if mode != "auto":
@@ -46,11 +46,14 @@ def resolve_mode(mode: str) -> str:
 
 
 def sync_hint(folder: Path) -> str:
-    return f"W&B is offline: runs are kept under {folder}/wandb; upload them later with: wandb sync {folder}/wandb/offline-run-*"
+    return (
+        f"W&B is offline: runs are kept under {folder}/wandb; "
+        f"upload them later with: wandb sync {folder}/wandb/offline-run-*"
+    )
 
 
 def clean(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Numbers and strings only; a non-finite float becomes None (W&B and JSON both choke on it)."""
+    """Numbers and strings only; a non-finite float becomes None (W&B and JSON choke on it)."""
     out = {}
     for k, v in metrics.items():
         if isinstance(v, float) and not math.isfinite(v):

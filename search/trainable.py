@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from adder.config import TrainConfig
@@ -33,15 +34,19 @@ def trainable(config: dict[str, Any]) -> None:
         with ckpt.as_directory() as d:
             resume = load_checkpoint(Path(d) / CHECKPOINT)
     reported_step = -1
+    node = ray.get_runtime_context().get_node_id()  # which node ran it: nodes may share an IP
 
     def report(metrics: dict[str, Any], checkpoint) -> None:
         nonlocal reported_step
         with tempfile.TemporaryDirectory() as d:
             save_checkpoint(checkpoint(), Path(d) / CHECKPOINT)
-            tune.report(finite(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {**finite(metrics), "node_id": node}, checkpoint=tune.Checkpoint.from_directory(d)
+            )
         reported_step = metrics["step"]
 
     result = train(cfg, report=report, resume=resume)
     if result["status"] == "diverged" and result["step"] != reported_step:
         # diverged between two evaluations: say so once, as the trial's last result
-        tune.report(finite({**result, "val_loss": math.inf, "digit_acc": 0.0, "exact_match": 0.0}))
+        worst = {"val_loss": math.inf, "digit_acc": 0.0, "exact_match": 0.0, "node_id": node}
+        tune.report(finite({**result, **worst}))

@@ -1,5 +1,5 @@
-"""``adder search``: Ray Tune runs the trials, per-cell Optuna TPE samples them, per-cell ASHA stops
-the weak ones, W&B records every curve, and the results folder gets the answer.
+"""``adder search``: Ray Tune runs the trials, per-cell Optuna TPE samples them, per-cell ASHA
+stops the weak ones, W&B records every curve, and the results folder gets the answer.
 
     results/<name>/tune/           Tune's experiment (trial checkpoints, state for --resume)
     results/<name>/wandb/          offline W&B runs
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adder.errors import UserError
+from search.files import writable_dir
 from search.space import Space
 
 EXPERIMENT = "tune"
@@ -32,11 +33,21 @@ class Options:
     wandb: str = "auto"
     wandb_project: str = "adder-search"
     max_failures: int = 2
-    verbose: int = 1
 
 
 def prepare(space: Space, opts: Options) -> Path:
     """Checks that need no Ray: the folder is writable and new (or resumable). Returns it."""
+    if opts.cpus_per_trial <= 0:
+        raise UserError(
+            f"--cpus-per-trial {opts.cpus_per_trial} is invalid; expected a number > 0"
+        )
+    if opts.gpus_per_trial is not None and opts.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial {opts.gpus_per_trial} is invalid; expected >= 0")
+    if opts.max_concurrent is not None and opts.max_concurrent < 1:
+        raise UserError(f"--max-concurrent {opts.max_concurrent} is invalid; expected >= 1")
+    from search.tracking import resolve_mode
+
+    resolve_mode(opts.wandb)  # a bad --wandb stops here, before anything is written
     folder = (opts.results / space.name).resolve()
     exp = folder / EXPERIMENT
     started = exp.is_dir() and any(exp.glob("experiment_state*.json"))
@@ -49,15 +60,7 @@ def prepare(space: Space, opts: Options) -> Path:
             f"a search named {space.name!r} already exists in {folder}; "
             "expected --resume to continue it, or another --name"
         )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(
-            f"results folder {str(folder)!r} cannot be written ({e.strerror}); expected a writable folder"
-        ) from None
+    writable_dir(folder, "results folder")
     if opts.cpus_per_trial <= 0:
         raise UserError(
             f"--cpus-per-trial {opts.cpus_per_trial} is invalid; expected a number > 0"
@@ -98,7 +101,7 @@ def run(space: Space, opts: Options) -> dict:
     import ray
     from ray import tune
 
-    from search.callbacks import WandbCallback
+    from search.callbacks import ProgressCallback, WandbCallback
     from search.percell import PerCellScheduler, PerCellSearch
     from search.results import write_results
     from search.trainable import trainable
@@ -119,8 +122,11 @@ def run(space: Space, opts: Options) -> dict:
         storage_path=str(folder),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        callbacks=[WandbCallback(mode, folder, opts.wandb_project, space.name)],
-        verbose=opts.verbose,
+        callbacks=[
+            WandbCallback(mode, folder, opts.wandb_project, space.name),
+            ProgressCallback(space.trials * len(space.cells)),
+        ],
+        verbose=0,  # ProgressCallback says what matters, one line per trial
     )
     if mode == "offline":
         print(sync_hint(folder), file=sys.stderr)
@@ -146,6 +152,8 @@ def run(space: Space, opts: Options) -> dict:
                 scheduler=PerCellScheduler(space),
                 num_samples=space.trials * len(space.cells),
                 reuse_actors=True,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
             ),
             run_config=run_config,
         )
@@ -157,6 +165,11 @@ def run(space: Space, opts: Options) -> dict:
     )
     _clean_tmp(folder)
     return board
+
+
+def trial_name(trial) -> str:
+    """``gru_1a2b3c4d``: short folder names that say what ran."""
+    return f"{trial.config.get('cell', 'trial')}_{trial.trial_id}"
 
 
 def _clean_tmp(folder: Path) -> None:

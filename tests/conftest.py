@@ -12,9 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
+# One intra-op thread, here and in every `adder` subprocess: the models are tiny, and on a busy
+# machine spinning OpenMP threads slow a run down by orders of magnitude.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 # -- adder CLI helpers: the `adder` console script run as a real subprocess ---------------------
@@ -59,3 +64,29 @@ def run_cli(run_adder, tmp_path):
 
 
 # -- end of adder CLI helpers ---------------------------------------------------------------------
+
+
+# -- search helpers: real Ray, real Optuna, W&B offline -------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smoke_results(run_adder, tmp_path_factory):
+    """One real smoke search (all cells, W&B offline), shared by every test that reads results.
+
+    Returns ``(folder, completed_process)`` with folder = ``<results>/smoke``.
+    """
+    results = tmp_path_factory.mktemp("smoke-results")
+    p = run_adder(
+        "search",
+        ROOT / "spaces" / "smoke.yaml",
+        "--results",
+        results,
+        "--wandb",
+        "offline",
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return results / "smoke", p

@@ -50,7 +50,9 @@ def test_sample_sums_match_python_ints(digits):
         assert int(x.min()) >= 0 and int(x.max()) <= 9
     # room for the final carry: the operands' top position is always 0
     assert (batch.a[:, -1] == 0).all() and (batch.b[:, -1] == 0).all()
-    for a, b, s in zip(from_digits(batch.a), from_digits(batch.b), from_digits(batch.s)):
+    for a, b, s in zip(
+        from_digits(batch.a), from_digits(batch.b), from_digits(batch.s), strict=True
+    ):
         assert int(a) < 10**digits and int(b) < 10**digits
         assert int(a) + int(b) == int(s)
 
@@ -66,7 +68,7 @@ def test_sample_10000_digits():
     digits = 10_000
     batch = sample(3, digits, generator=torch.Generator().manual_seed(1))
     assert batch.s.shape == (3, digits + 1)
-    for a, b, s in zip(batch.a.tolist(), batch.b.tolist(), batch.s.tolist()):
+    for a, b, s in zip(batch.a.tolist(), batch.b.tolist(), batch.s.tolist(), strict=True):
         assert a[-1] == 0 and b[-1] == 0
         assert s == schoolbook(a, b)
 
@@ -75,7 +77,7 @@ def test_same_seed_same_problems():
     one = sample(32, 12, generator=torch.Generator().manual_seed(7))
     two = sample(32, 12, generator=torch.Generator().manual_seed(7))
     other = sample(32, 12, generator=torch.Generator().manual_seed(8))
-    for x, y in zip(one, two):
+    for x, y in zip(one, two, strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(one.a, other.a)
 
@@ -83,7 +85,7 @@ def test_same_seed_same_problems():
 def test_make_generator_is_seeded():
     one = sample(16, 8, generator=make_generator(3, "cpu"))
     two = sample(16, 8, generator=make_generator(3, "cpu"))
-    assert all(torch.equal(x, y) for x, y in zip(one, two))
+    assert all(torch.equal(x, y) for x, y in zip(one, two, strict=True))
 
 
 def test_training_stream_moves_on():
@@ -106,14 +108,16 @@ def test_held_out_is_fixed_and_independent_of_training_streams():
     torch.manual_seed(123)
     torch.rand(100)
     later = held_out(50, 15)
-    for x, y, z in zip(first, again, later):
+    for x, y, z in zip(first, again, later, strict=True):
         assert torch.equal(x, y) and torch.equal(x, z)
 
 
 def test_held_out_is_correct_and_seedable():
     batch = held_out(40, 25)
     assert batch.s.shape == (40, 26)
-    for a, b, s in zip(from_digits(batch.a), from_digits(batch.b), from_digits(batch.s)):
+    for a, b, s in zip(
+        from_digits(batch.a), from_digits(batch.b), from_digits(batch.s), strict=True
+    ):
         assert int(a) + int(b) == int(s)
     assert torch.equal(held_out(40, 25, seed=5).a, held_out(40, 25, seed=5).a)
     assert not torch.equal(held_out(40, 25, seed=5).a, batch.a)

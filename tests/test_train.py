@@ -7,6 +7,7 @@ import datetime
 import math
 import subprocess
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def test_reports_at_every_evaluation_and_the_last_step(steps, expected):
     summary, reports, states = run(cfg)
     assert [m["step"] for m in reports] == expected
     for m in reports:
-        assert METRIC_KEYS <= m.keys()
+        assert m.keys() >= METRIC_KEYS
         assert m["status"] == "ok"
         for key in ("digit_acc", "exact_match", "iid_digit_acc", "iid_exact_match"):
             assert 0.0 <= m[key] <= 1.0
@@ -246,7 +247,7 @@ def test_reports_at_every_evaluation_and_the_last_step(steps, expected):
         assert m["lr"] == pytest.approx(cfg.lr)
         assert states[m["step"]]["step"] == m["step"]
         assert states[m["step"]]["format"] == CHECKPOINT_FORMAT
-    assert SUMMARY_KEYS <= summary.keys()
+    assert summary.keys() >= SUMMARY_KEYS
     assert summary["status"] == "ok"
     assert summary["steps"] == expected[-1]
     assert summary["cell"] == cfg.cell and summary["test_digits"] == cfg.test_digits
@@ -266,7 +267,9 @@ def test_same_config_same_run():
     assert without_timing(one[0]) == without_timing(two[0])
     assert_same_tensors(one[2][40]["model"], two[2][40]["model"])
     other = run(small(steps=40, dropout=0.2, seed=1))
-    assert not torch.equal(one[2][40]["model"]["head.weight"], other[2][40]["model"]["head.weight"])
+    assert not torch.equal(
+        one[2][40]["model"]["head.weight"], other[2][40]["model"]["head.weight"]
+    )
 
 
 def test_learning_happens():
@@ -298,7 +301,7 @@ def test_non_finite_training_loss_ends_the_run_as_diverged():
 def test_diverged_summary_has_every_summary_key():
     # a run that diverges between evaluations returns a summary without digit_acc/exact_match
     summary, _, _ = run(nan_run())
-    assert SUMMARY_KEYS <= summary.keys()
+    assert summary.keys() >= SUMMARY_KEYS
 
 
 def test_stop_when_solved_stops_at_the_first_solved_evaluation():
@@ -364,7 +367,6 @@ def test_resume_is_exact(tmp_path, extra):
     assert [m["step"] for m in first_reports] == [10, 20]
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(first_states[20], path)
-    del first_states
     state = load_checkpoint(path)
 
     # the global RNG is somewhere else entirely when the resumed run starts
@@ -431,8 +433,6 @@ def gru_ckpt(tmp_path, gru_state) -> Path:
 
 
 def load_model_from_state(state):
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "c.pt"
         save_checkpoint(state, path)

@@ -1,0 +1,308 @@
+"""`adder search` end to end: the real Ray, Optuna and W&B (offline). 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CELLS = ("rnn", "lstm", "gru")
+pytestmark = pytest.mark.slow
+
+
+def rows(folder: Path) -> list[dict]:
+    with open(folder / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def result_steps(folder: Path, cell: str, trial_id: str) -> list[int]:
+    lines = (folder / "tune" / f"{cell}_{trial_id}" / "result.json").read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines if line.strip()]
+
+
+def wandb_history_steps(run_dir: Path) -> list[int]:
+    (run_file,) = run_dir.glob("*.wandb")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(run_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r["history"]["step"]["num"] for r in records if r["type"] == "history"]
+
+
+def write_space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def search(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_smoke_search_end_to_end(smoke_results):
+    folder, p = smoke_results
+    board = json.loads((folder / "leaderboard.json").read_text())
+    assert board["name"] == "smoke" and set(board["cells"]) == set(CELLS)
+    for cell, best in board["cells"].items():
+        assert best["config"]["cell"] == cell
+        for key in (
+            "trial_id",
+            "exact_match",
+            "digit_acc",
+            "val_loss",
+            "solved_step",
+            "steps",
+            "params",
+        ):
+            assert key in best
+    counts = board["trials"]
+    assert counts["total"] == 12 and counts["errored"] == 0 and counts["running"] == 0
+    assert counts["stopped"] >= 1, "ASHA stopped no trial"
+    assert "Leaderboard: smoke" in p.stdout and all(f"| {c} |" in p.stdout for c in CELLS)
+    assert (folder / "leaderboard.md").read_text().count("|") > 10
+
+    trials = rows(folder)
+    assert len(trials) == 12 and {t["cell"] for t in trials} == set(CELLS)
+    assert sum(t["status"] == "stopped" for t in trials) == counts["stopped"]
+
+    # The Optuna studies: one per cell, every trial finished, none left RUNNING.
+    url = f"sqlite:///{folder / 'optuna.db'}"
+    assert set(optuna.get_all_study_names(url)) == {f"smoke-{c}" for c in CELLS}
+    for cell in CELLS:
+        study = optuna.load_study(study_name=f"smoke-{cell}", storage=url)
+        assert len(study.trials) == 4
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        assert ("nonlinearity" in study.trials[0].params) == (cell == "rnn")
+
+    # Every trial's offline W&B run holds every evaluation, at its training step.
+    for t in trials:
+        steps = result_steps(folder, t["cell"], t["trial_id"])
+        (run_dir,) = (folder / "wandb").glob(f"offline-run-*-smoke-{t['trial_id']}")
+        assert wandb_history_steps(run_dir) == steps
+    tables = list((folder / "wandb").glob("offline-run-*/files/media/table/leaderboard*.json"))
+    assert tables, "no W&B run holds the leaderboard table"
+
+
+def test_divergent_trials_stop_at_first_evaluation(tmp_path):
+    space = write_space(
+        tmp_path,
+        """
+name: diverge
+cells: [gru, rnn]
+trials: 2
+budget: {max_steps: 200, eval_every: 20, grace_steps: 20, reduction_factor: 2}
+fixed: {lr: 10.0, train_digits: 3, test_digits: 5, eval_size: 50}
+params:
+  hidden: {int: [8, 16]}
+""",
+    )
+    p = search(space, "--results", tmp_path, "--wandb", "disabled")
+    assert p.returncode == 0, p.stderr[-2000:]
+    folder = tmp_path / "diverge"
+    trials = rows(folder)
+    assert len(trials) == 4
+    for t in trials:
+        assert t["status"] == "diverged" and int(t["steps"]) <= 20, t
+    url = f"sqlite:///{folder / 'optuna.db'}"
+    for cell in ("gru", "rnn"):
+        study = optuna.load_study(study_name=f"diverge-{cell}", storage=url)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        assert all(math.isinf(t.value) or t.value > 10 for t in study.trials)
+
+
+RESUMABLE = """
+name: resumable
+cells: [gru, rnn]
+trials: 3
+budget: {max_steps: 400, eval_every: 25, grace_steps: 400, reduction_factor: 2,
+         stop_when_solved: false}
+fixed: {train_digits: 3, test_digits: 5, eval_size: 50, batch_size: 32}
+params:
+  hidden: {int: [8, 16]}
+  lr: {float: [1.0e-3, 1.0e-2], log: true}
+"""
+
+
+def test_resume_after_driver_killed(tmp_path):
+    space = write_space(tmp_path, RESUMABLE)
+    log = open(tmp_path / "first.err", "w")  # noqa: SIM115  (outlives the kill below)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "search",
+            str(space),
+            "--results",
+            str(tmp_path),
+            "--wandb",
+            "disabled",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+    )
+    folder = tmp_path / "resumable"
+    deadline = time.monotonic() + 300
+    ended: list[str] = []
+    while time.monotonic() < deadline and driver.poll() is None:
+        text = (tmp_path / "first.err").read_text()
+        ended = [line.split()[2] for line in text.splitlines() if line.startswith("[")]
+        if len(ended) >= 2:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None and len(ended) >= 2, "the search ended before it could be killed"
+    time.sleep(1.5)  # let Tune snapshot its state once more, as it does every few seconds
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    log.close()
+    time.sleep(2)
+    ended = [
+        line.split()[2]
+        for line in (tmp_path / "first.err").read_text().splitlines()
+        if line.startswith("[")
+    ]
+    before = {}
+    for trial_dir in (folder / "tune").glob("*_*"):
+        if trial_dir.is_dir() and trial_dir.name.split("_")[1] in ended:
+            before[trial_dir.name.split("_")[1]] = (trial_dir / "result.json").read_text()
+    assert not (folder / "leaderboard.json").exists()
+
+    p = search(space, "--results", tmp_path, "--wandb", "disabled", "--resume")
+    assert p.returncode == 0, p.stderr[-3000:]
+    trials = rows(folder)
+    assert len(trials) == 6 and {t["status"] for t in trials} == {"completed"}
+    by_id = {t["trial_id"]: t for t in trials}
+    for trial_id, text in before.items():  # finished before the kill: kept, not rerun
+        cell = by_id[trial_id]["cell"]
+        assert (folder / "tune" / f"{cell}_{trial_id}" / "result.json").read_text() == text
+    for t in trials:  # every trial went on from its checkpoint, never back to step 25
+        steps = result_steps(folder, t["cell"], t["trial_id"])
+        assert steps[-1] == 400 and steps.count(25) == 1 and steps == sorted(steps), steps
+    url = f"sqlite:///{folder / 'optuna.db'}"
+    for cell in ("gru", "rnn"):
+        study = optuna.load_study(study_name=f"resumable-{cell}", storage=url)
+        states = [t.state for t in study.trials]
+        assert states == [optuna.trial.TrialState.COMPLETE] * 3, states
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and a worker node on loopback, each with its own raylet, one CPU each."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray.cluster_utils import Cluster
+
+    port = _free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": port,
+            # own agent ports: another Ray on this machine may hold the default one
+            "dashboard_agent_listen_port": _free_port(),
+        },
+    )
+    cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())
+    cluster.wait_for_nodes()
+    yield cluster, f"http://127.0.0.1:{port}"
+    cluster.shutdown()
+
+
+def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):
+    cluster, _ = two_nodes
+    p = search(
+        ROOT / "spaces" / "smoke.yaml",
+        "--cells",
+        "gru",
+        "--trials",
+        "4",
+        "--address",
+        cluster.address,
+        "--results",
+        tmp_path,
+        "--wandb",
+        "disabled",
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    nodes = set()
+    for result in (tmp_path / "smoke" / "tune").glob("*/result.json"):
+        nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines()}
+    assert len(nodes) == 2, nodes
+
+
+def test_ray_job_submit_runs_the_search(tmp_path, two_nodes):
+    _, dashboard = two_nodes
+    cmd = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--",
+        sys.executable,
+        "-m",
+        "search.cli",
+        "search",
+        str(ROOT / "spaces" / "smoke.yaml"),
+        "--cells",
+        "rnn",
+        "--trials",
+        "2",
+        "--results",
+        str(tmp_path),
+        "--wandb",
+        "disabled",
+    ]
+    for _ in range(30):  # the job agent comes up some seconds after the head
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in p.stderr:
+            break
+        time.sleep(2)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    board = json.loads((tmp_path / "smoke" / "leaderboard.json").read_text())
+    assert set(board["cells"]) == {"rnn"} and board["trials"]["total"] == 2
+
+
+def test_cluster_yaml_passes_rays_schema():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    types = config["available_node_types"]
+    assert any(t["node_config"]["InstanceType"].startswith("g") for t in types.values())
+    assert any("pip install" in c and "adder-search" in c for c in config["setup_commands"])

@@ -1,0 +1,156 @@
+"""Search spaces: the shipped ones load; a malformed one is one line naming file and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.space import Sampler, SpaceError, load_space, parse_space
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACES = sorted((ROOT / "spaces").rglob("*.yaml"))
+
+GOOD = """
+name: t
+cells: [rnn, gru]
+trials: 3
+objective: {metric: val_loss, mode: min}
+budget: {max_steps: 100, eval_every: 10, grace_steps: 20, reduction_factor: 2}
+fixed: {train_digits: 3, test_digits: 5}
+params:
+  layers: {int: [1, 2]}
+  hidden: {int: [8, 64], log: true}
+  lr: {float: [1.0e-4, 1.0e-1], log: true}
+  dropout: {float: [0.0, 0.5], step: 0.1}
+  batch_size: {choice: [32, 64]}
+  nonlinearity: {choice: [tanh, relu], cells: [rnn]}
+"""
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_shipped_spaces_load(path):
+    space = load_space(path)
+    assert space.cells and space.trials >= 1
+
+
+def test_good_space_samples_define_by_run():
+    space = parse_space(__import__("yaml").safe_load(GOOD), "good.yaml")
+    study = optuna.create_study()
+    for cell, has_nonlin in (("rnn", True), ("gru", False)):
+        trial = study.ask()
+        Sampler(space.params, cell)(trial)
+        assert ("nonlinearity" in trial.params) == has_nonlin
+        assert 8 <= trial.params["hidden"] <= 64
+        assert (
+            trial.params["dropout"] in {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
+            or abs(trial.params["dropout"] * 10 - round(trial.params["dropout"] * 10)) < 1e-9
+        )
+    base = space.base_config("gru")
+    assert base["steps"] == 100 and base["eval_every"] == 10 and base["train_digits"] == 3
+
+
+# (a change to GOOD, the key the one-line error must name)
+BAD = [
+    ("name: t\ncells: [rnn]\nbogus: 1\n", "bogus"),
+    ("cells: [rnn, transformer]\n", "cells"),
+    ("cells: []\n", "cells"),
+    ("cells: rnn\n", "cells"),
+    ("cells: [rnn, rnn]\n", "cells"),
+    ("trials: 0\n", "trials"),
+    ("trials: many\n", "trials"),
+    ("objective: {metric: accuracy}\n", "objective.metric"),
+    ("objective: {metric: val_loss, mode: down}\n", "objective.mode"),
+    ("objective: {metric: val_loss, goal: min}\n", "objective.goal"),
+    ("budget: {max_steps: 0}\n", "budget.max_steps"),
+    ("budget: {max_steps: 100, eval_every: 200}\n", "budget.eval_every"),
+    ("budget: {reduction_factor: 1}\n", "budget.reduction_factor"),
+    ("budget: {max_steps: ten}\n", "budget.max_steps"),
+    ("budget: {patience: 3}\n", "budget.patience"),
+    ("fixed: {hidden: -4}\n", "fixed"),
+    ("fixed: {widht: 4}\n", "fixed.widht"),
+    ("fixed: {steps: 4}\n", "fixed.steps"),
+    ("fixed: {lr: fast}\n", "fixed.lr"),
+    ("params: {depth: {int: [1, 2]}}\n", "params.depth"),
+    ("params: {hidden: {int: [64, 8]}}\n", "params.hidden.int"),
+    ("params: {lr: {float: [0.0, 0.1], log: true}}\n", "params.lr.log"),
+    ("params: {hidden: {int: [0, 8]}}\n", "params.hidden"),
+    ("params: {batch_size: {choice: []}}\n", "params.batch_size.choice"),
+    ("params: {cell: {choice: [rnn, gru]}}\n", "params.cell"),
+    ("params: {hidden: {float: [8, 64]}}\n", "params.hidden"),
+    ("params: {hidden: {int: [8, 64], scale: log}}\n", "params.hidden.scale"),
+    ("params: {hidden: {int: [8, 64], choice: [1]}}\n", "params.hidden"),
+    ("params: {hidden: {int: 8}}\n", "params.hidden.int"),
+    ("params: {lr: {float: [1.0e-4, 1.0e-1], log: true, step: 0.01}}\n", "params.lr.step"),
+    ("params: {nonlinearity: {choice: [tanh, sigmoid]}}\n", "params.nonlinearity"),
+    ("params: {nonlinearity: {choice: [tanh], cells: [lstn]}}\n", "params.nonlinearity.cells"),
+    ("params: {dropout: {float: [0.0, 1.5]}}\n", "params.dropout"),
+    ("params: [layers, hidden]\n", "params"),
+    ("name: ../escape\n", "name"),
+]
+
+
+@pytest.mark.parametrize("change,key", BAD, ids=[b[1] + f"-{i}" for i, b in enumerate(BAD)])
+def test_bad_space_names_file_and_key(tmp_path, change, key):
+    import yaml
+
+    doc = yaml.safe_load(GOOD)
+    doc.update(yaml.safe_load(change))
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: ") and key in msg, msg
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: t\nparams: {hidden: [1, 2\n")
+    with pytest.raises(SpaceError, match=r"broken\.yaml: YAML syntax error at line"):
+        load_space(path)
+    with pytest.raises(SpaceError, match="no such file"):
+        load_space(tmp_path / "nope.yaml")
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SpaceError, match="expected a mapping"):
+        load_space(path)
+
+
+def test_override_is_checked_again():
+    space = load_space(ROOT / "spaces" / "smoke.yaml")
+    assert space.override(trials=2, cells=("gru",)).cells == ("gru",)
+    with pytest.raises(SpaceError, match="cells"):
+        space.override(cells=("gpt",))
+    with pytest.raises(SpaceError, match="trials"):
+        space.override(trials=0)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["spaces/missing.yaml"], "no such file"),
+        (["spaces/smoke.yaml", "--cells", "rnn,gpt"], "gpt"),
+        (["spaces/smoke.yaml", "--trials", "x"], "--trials"),
+        (["spaces/smoke.yaml", "--wandb", "sometimes"], "--wandb"),
+        (["spaces/smoke.yaml", "--cpus-per-trial", "0"], "--cpus-per-trial"),
+        (["spaces/smoke.yaml", "--resume", "--name", "never-ran"], "--resume"),
+    ],
+)
+def test_cli_refuses_bad_search_before_ray_starts(tmp_path, args, needle):
+    results = tmp_path / "results"
+    p = subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", *args, "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr and "Ray" not in p.stderr + p.stdout
+    assert not any(results.rglob("*")) if results.exists() else True
