@@ -20,7 +20,7 @@ def _number(t: type):
 
 def cmd_search(args: argparse.Namespace) -> int:
     from search.space import load_space
-    from search.tune import Options, run
+    from search.tune import Interrupted, Options, run
 
     space = load_space(args.space)
     cells = None
@@ -39,7 +39,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         wandb=args.wandb,
         wandb_project=args.wandb_project,
     )
-    board = run(space, opts)
+    try:
+        board = run(space, opts)
+    except Interrupted as e:  # Ctrl-C: state saved, nothing half-written; 130 = 128 + SIGINT
+        print(f"adder search: {e}", file=sys.stderr)
+        return 130
     missing = [c for c in space.cells if c not in board["cells"]]
     if missing:
         print(f"adder search: no finished trial for {', '.join(missing)}", file=sys.stderr)
@@ -56,6 +60,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _digit_list(text: str) -> list[int]:
+    try:
+        digits = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        digits = []
+    if not digits or min(digits) < 1 or max(digits) > 100_000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid; expected comma-separated digit counts in [1, 100000]"
+        )
+    return digits
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from search import verify
+    from search.tune import Options
+
+    folder = Path(args.folder)
+    verify.load_board(folder)  # a wrong folder stops here, before Ray starts
+    opts = Options(
+        results=folder.parent,
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        wandb=args.wandb,
+        wandb_project=args.wandb_project,
+    )
+    verify.run(folder, args.seeds, args.digits, args.n, opts)
+    return 0
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    p.add_argument("--cpus-per-trial", type=_number(float), default=1.0, help="default: 1")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_number(float),
+        default=None,
+        help="fraction of a GPU per trial (default: 0.25 where the cluster has GPUs, else 0)",
+    )
+    p.add_argument("--max-concurrent", type=_number(int), help="trials at once (default: fits)")
+    p.add_argument("--wandb", default="auto", help="auto|online|offline|disabled (default: auto)")
+    p.add_argument("--wandb-project", default="adder-search", help="W&B project")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "search",
@@ -70,18 +119,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-steps", type=_number(int), help="training steps per trial at most")
     s.add_argument("--seed", type=_number(int), help="search seed (TPE sampling)")
     s.add_argument("--results", default="results", help="results root (default: results)")
-    s.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
-    s.add_argument("--cpus-per-trial", type=_number(float), default=1.0, help="default: 1")
-    s.add_argument(
-        "--gpus-per-trial",
-        type=_number(float),
-        default=None,
-        help="fraction of a GPU per trial (default: 0.25 where the cluster has GPUs, else 0)",
-    )
-    s.add_argument("--max-concurrent", type=_number(int), help="trials at once (default: fits)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted search")
-    s.add_argument("--wandb", default="auto", help="auto|online|offline|disabled (default: auto)")
-    s.add_argument("--wandb-project", default="adder-search", help="W&B project")
+    _add_cluster_flags(s)
     s.set_defaults(fn=cmd_search)
 
     r = sub.add_parser(
@@ -93,3 +132,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("folder", help="a search's results folder, RESULTS/NAME (e.g. results/default)")
     r.set_defaults(fn=cmd_report)
+
+    v = sub.add_parser(
+        "verify",
+        help="retrain each cell's best setting with fresh seeds and score every length",
+        description="Retrain each cell's best setting from a search's leaderboard with fresh "
+        "seeds (in parallel on Ray, logged to W&B), evaluate each on fresh held-out sums of every "
+        "length, and write verify.json and verify.md beside the leaderboard.",
+    )
+    v.add_argument("folder", help="a finished search's results folder, RESULTS/NAME")
+    v.add_argument(
+        "--seeds", type=_number(int), default=5, help="fresh seeds per cell (default 5)"
+    )
+    v.add_argument(
+        "--digits",
+        type=_digit_list,
+        default=[10, 100, 1000],
+        help="operand lengths to score (default: 10,100,1000)",
+    )
+    v.add_argument("--n", type=_number(int), default=1000, help="sums per length (default 1000)")
+    _add_cluster_flags(v)
+    v.set_defaults(fn=cmd_verify)

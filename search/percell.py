@@ -21,16 +21,28 @@ from ray.tune.search.optuna import OptunaSearch
 from search.space import Sampler, Space
 
 
-def _tpe(seed: int, trials: int) -> optuna.samplers.TPESampler:
+def _tpe(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
             seed=seed,
-            n_startup_trials=min(10, max(2, trials // 3)),
+            n_startup_trials=min(10, max(2, space.trials // 3)),
             multivariate=True,
             group=True,  # conditional parameters (nonlinearity for rnn only)
             constant_liar=True,  # parallel trials don't all sample the same point
         )
+
+
+def _random(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(space.grid(cell), seed=seed)
+
+
+# Name -> factory(space, cell, seed). The space names one; an unknown name is refused there.
+SAMPLERS = {"tpe": _tpe, "random": _random, "grid": _grid}
 
 
 class PerCellSearch(Searcher):
@@ -44,7 +56,7 @@ class PerCellSearch(Searcher):
                 space=Sampler(space.params, cell),
                 metric=space.metric,
                 mode=space.mode,
-                sampler=_tpe(space.seed + i, space.trials),
+                sampler=SAMPLERS[space.sampler](space, cell, space.seed + i),
                 study_name=f"{space.name}-{cell}",
             )
             for i, cell in enumerate(space.cells)
@@ -60,7 +72,7 @@ class PerCellSearch(Searcher):
             counts = {c: 0 for c in self.space.cells}
             for c in self.cell_of.values():
                 counts[c] += 1
-            open_cells = [c for c in self.space.cells if counts[c] < self.space.trials]
+            open_cells = [c for c in self.space.cells if counts[c] < self.space.trials_for(c)]
             if not open_cells:
                 return Searcher.FINISHED
             self.cell_of[trial_id] = min(open_cells, key=lambda c: counts[c])
@@ -170,3 +182,28 @@ class PerCellScheduler(FIFOScheduler):
             state = pickle.load(f)
         for cell, d in state.items():
             self.asha[cell].__dict__.update(d)
+
+
+# Name -> factory(space). "fifo" runs every trial to its end: grids, no-early-stop baselines.
+SCHEDULERS = {"asha": PerCellScheduler, "fifo": lambda space: FIFOScheduler()}
+
+
+class ListSearch(Searcher):
+    """Hands out a fixed list of configs, in order (``adder verify``'s seeds)."""
+
+    def __init__(self, configs: list[dict[str, Any]]):
+        super().__init__()
+        self.configs = list(configs)
+        self.given = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.given >= len(self.configs):
+            return Searcher.FINISHED
+        self.given += 1
+        return self.configs[self.given - 1]
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        pass

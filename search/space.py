@@ -83,7 +83,18 @@ class Space:
     params: tuple[Param, ...]
     seed: int = 0
     description: str = ""
+    sampler: str = "tpe"  # tpe | random | grid (see search.percell.SAMPLERS)
+    scheduler: str = "asha"  # asha | fifo (no early stopping)
     source: str = "<space>"
+
+    def trials_for(self, cell: str) -> int:
+        """Trials of one cell: ``trials``, or the size of its grid under ``sampler: grid``."""
+        if self.sampler != "grid":
+            return self.trials
+        return math.prod(len(p.choices) for p in self.params if p.applies_to(cell))
+
+    def grid(self, cell: str) -> dict[str, list[Any]]:
+        return {p.name: list(p.choices) for p in self.params if p.applies_to(cell)}
 
     def base_config(self, cell: str) -> dict[str, Any]:
         """Every TrainConfig field that is not searched: fixed values plus the budget."""
@@ -146,7 +157,21 @@ def load_space(path: str | Path) -> Space:
     return parse_space(doc, where)
 
 
-TOP = {"name", "description", "cells", "trials", "seed", "objective", "budget", "fixed", "params"}
+TOP = {
+    "name",
+    "description",
+    "cells",
+    "trials",
+    "seed",
+    "sampler",
+    "scheduler",
+    "objective",
+    "budget",
+    "fixed",
+    "params",
+}
+SAMPLER_NAMES = ("tpe", "random", "grid")
+SCHEDULER_NAMES = ("asha", "fifo")
 
 
 def parse_space(doc: Any, where: str = "<space>") -> Space:
@@ -214,6 +239,8 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         params=tuple(params),
         seed=doc.get("seed", 0),
         description=doc.get("description", ""),
+        sampler=doc.get("sampler", "tpe"),
+        scheduler=doc.get("scheduler", "asha"),
         source=where,
     )
     _check_space(space)
@@ -233,6 +260,19 @@ def _check_space(s: Space) -> None:
         raise err("cells", f"{list(s.cells)} repeats a cell; expected each at most once")
     _typecheck(s.trials, int, "trials", err)
     _typecheck(s.seed, int, "seed", err)
+    if s.sampler not in SAMPLER_NAMES:
+        raise err(
+            "sampler", f"{s.sampler!r} is invalid; expected one of {', '.join(SAMPLER_NAMES)}"
+        )
+    if s.scheduler not in SCHEDULER_NAMES:
+        raise err(
+            "scheduler",
+            f"{s.scheduler!r} is invalid; expected one of {', '.join(SCHEDULER_NAMES)}",
+        )
+    if s.sampler == "grid":
+        for p in s.params:
+            if p.kind != "choice":
+                raise err(f"params.{p.name}", "sampler grid needs choice lists; expected choice")
     if s.trials < 1:
         raise err("trials", f"{s.trials!r} is invalid; expected an integer >= 1")
     if s.mode not in ("min", "max"):

@@ -27,17 +27,25 @@ def finite(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Keys a trial's config may carry besides TrainConfig's: `adder verify` asks for a final
+# evaluation of the trained model on these operand lengths, n sums each.
+VERIFY_KEYS = ("verify_digits", "verify_n")
+
+
 def trainable(config: dict[str, Any]) -> None:
-    cfg = TrainConfig.from_dict(config, where="trial config")
+    train_config = {k: v for k, v in config.items() if k not in VERIFY_KEYS}
+    cfg = TrainConfig.from_dict(train_config, where="trial config")
     resume = None
     if (ckpt := tune.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
             resume = load_checkpoint(Path(d) / CHECKPOINT)
     reported_step = -1
+    final_state = None
     node = ray.get_runtime_context().get_node_id()  # which node ran it: nodes may share an IP
 
     def report(metrics: dict[str, Any], checkpoint) -> None:
-        nonlocal reported_step
+        nonlocal reported_step, final_state
+        final_state = checkpoint
         with tempfile.TemporaryDirectory() as d:
             save_checkpoint(checkpoint(), Path(d) / CHECKPOINT)
             tune.report(
@@ -50,3 +58,25 @@ def trainable(config: dict[str, Any]) -> None:
         # diverged between two evaluations: say so once, as the trial's last result
         worst = {"val_loss": math.inf, "digit_acc": 0.0, "exact_match": 0.0, "node_id": node}
         tune.report(finite({**result, **worst}))
+    if config.get("verify_digits") and final_state is not None:
+        tune.report({**result, "node_id": node, **verify(final_state(), config)})
+
+
+def verify(state: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
+    """Exact-match and digit accuracy of the trained model on fresh held-out sums per length."""
+    from adder.data import held_out
+    from adder.models import Adder
+    from adder.train import evaluate, resolve_device
+
+    cfg = TrainConfig.from_dict(state["config"])
+    device = resolve_device(cfg.device)
+    model = Adder(cfg.model_config()).to(device)
+    model.load_state_dict(state["model"])
+    out = {}
+    for d in config["verify_digits"]:
+        m = evaluate(model, held_out(config["verify_n"], d, device, seed=VERIFY_SEED))
+        out[f"exact_match_{d}"], out[f"digit_acc_{d}"] = m["exact_match"], m["digit_acc"]
+    return out
+
+
+VERIFY_SEED = 777_000  # held-out sets of their own, not the search's test sets

@@ -8,9 +8,13 @@ stops the weak ones, W&B records every curve, and the results folder gets the an
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +94,20 @@ def connect(address: str | None) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
+def trial_resources(opts: Options) -> tuple[dict[str, float], int]:
+    """One trial's resources (a GPU share where the cluster has GPUs); how many fit at once."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = opts.gpus_per_trial
+    if gpus is None:
+        gpus = 0.25 if resources.get("GPU", 0) > 0 else 0.0
+    fits = resources.get("CPU", 1) / opts.cpus_per_trial
+    if gpus:
+        fits = min(fits, resources.get("GPU", 0) / gpus)
+    return {"cpu": opts.cpus_per_trial, "gpu": gpus}, opts.max_concurrent or max(1, int(fits))
+
+
 def run(space: Space, opts: Options) -> dict:
     """Run (or resume) the search to the end; write the results; return the leaderboard."""
     folder = prepare(space, opts)
@@ -98,24 +116,16 @@ def run(space: Space, opts: Options) -> dict:
     mode = resolve_mode(opts.wandb)
     connect(opts.address)
 
-    import ray
     from ray import tune
 
     from search.callbacks import ProgressCallback, WandbCallback
-    from search.percell import PerCellScheduler, PerCellSearch
+    from search.percell import SCHEDULERS, PerCellSearch
     from search.results import write_results
     from search.trainable import trainable
 
-    resources = ray.cluster_resources()
-    gpus = opts.gpus_per_trial
-    if gpus is None:
-        gpus = 0.25 if resources.get("GPU", 0) > 0 else 0.0
-    per_trial = {"cpu": opts.cpus_per_trial, "gpu": gpus}
-    fits = resources.get("CPU", 1) / opts.cpus_per_trial
-    if gpus:
-        fits = min(fits, resources.get("GPU", 0) / gpus)
-    max_concurrent = opts.max_concurrent or max(1, int(fits))
+    per_trial, max_concurrent = trial_resources(opts)
     fn = tune.with_resources(trainable, per_trial)
+    total = sum(space.trials_for(c) for c in space.cells)
 
     run_config = tune.RunConfig(
         name=EXPERIMENT,
@@ -124,15 +134,15 @@ def run(space: Space, opts: Options) -> dict:
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         callbacks=[
             WandbCallback(mode, folder, opts.wandb_project, space.name),
-            ProgressCallback(space.trials * len(space.cells)),
+            ProgressCallback(total),
         ],
         verbose=0,  # ProgressCallback says what matters, one line per trial
     )
     if mode == "offline":
         print(sync_hint(folder), file=sys.stderr)
     print(
-        f"adder search: {space.name}: {space.trials} trials x {len(space.cells)} cells "
-        f"({', '.join(space.cells)}), {max_concurrent} at a time, {per_trial} each, "
+        f"adder search: {space.name}: {total} trials ({', '.join(space.cells)}; "
+        f"{space.sampler}, {space.scheduler}), {max_concurrent} at a time, {per_trial} each, "
         f"results in {folder}",
         file=sys.stderr,
     )
@@ -149,8 +159,8 @@ def run(space: Space, opts: Options) -> dict:
             fn,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
-                scheduler=PerCellScheduler(space),
-                num_samples=space.trials * len(space.cells),
+                scheduler=SCHEDULERS[space.scheduler](space),
+                num_samples=total,
                 reuse_actors=True,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_name,
@@ -158,13 +168,56 @@ def run(space: Space, opts: Options) -> dict:
             run_config=run_config,
         )
     t0 = time.perf_counter()
-    tuner.fit()
+    with _catch_interrupt(folder):
+        tuner.fit()
     wall = time.perf_counter() - t0
     board = write_results(
         folder, space, searcher=searcher, wall_s=wall, mode=mode, project=opts.wandb_project
     )
     _clean_tmp(folder)
     return board
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the search before its end; Tune saved the state --resume needs."""
+
+
+def _second_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class _DropRestoreHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:  # Tune's hint names its Python API
+        return "Tuner.restore(" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _catch_interrupt(folder: Path):
+    """Turn Ctrl-C during ``tuner.fit()`` into ``Interrupted``, with no results written.
+
+    Tune catches the first SIGINT itself: it stops the trials, saves the experiment state and
+    returns as if the search had ended, then puts back the SIGINT handler it found. We put ours
+    there first, so finding it back after ``fit`` means "interrupted". A second Ctrl-C reaches
+    our handler and skips Tune's last save; the snapshot it took seconds earlier stands.
+    """
+    hint = f"to finish it, run the same command with --resume (state saved in {folder})"
+    main = threading.current_thread() is threading.main_thread()
+    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
+    previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
+    tune_log = logging.getLogger("ray.tune.tune")
+    drop = _DropRestoreHint()
+    tune_log.addFilter(drop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {hint}") from None
+    finally:
+        caught = main and tune_catches and signal.getsignal(signal.SIGINT) is _second_interrupt
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        tune_log.removeFilter(drop)
+    if caught:
+        raise Interrupted(f"interrupted, no leaderboard written; {hint}")
 
 
 def trial_name(trial) -> str:
