@@ -37,6 +37,10 @@ def _random(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+# GridSampler stops its study once the grid is done; outside an objective Optuna warns each time.
+warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
+
+
 def _grid(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(space.grid(cell), seed=seed)
 
