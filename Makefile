@@ -27,5 +27,9 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The seed report's study again (spaces/seed/, 3 seeds each), then docs/seed-study.md.
+seed-study: install
+	BIN=$(BIN) bash scripts/seed_study.sh results/seed-study
+
 clean:
 	rm -rf $(VENV) results runs .pytest_cache
