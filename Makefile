@@ -27,6 +27,15 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The benchmark suite behind BENCHMARKS.md, at full size: about 30 minutes on 2 CPUs.
+# Tables go to stdout and bench/out/; each script also takes --smoke (tests/test_bench.py).
+bench: install
+	$(BIN)/python bench/datagen.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/efficiency.py
+	PYTHON=$(BIN)/python bash bench/gpu.sh
+
 # The seed report's study again (spaces/seed/, 3 seeds each), then docs/seed-study.md.
 seed-study: install
 	BIN=$(BIN) bash scripts/seed_study.sh results/seed-study

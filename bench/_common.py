@@ -3,7 +3,7 @@ CPU-time account of a process tree read from /proc.
 
 Every figure a benchmark prints is a median over runs taken side by side (A, B, A, B, ...) in one
 process, so that a shared, noisy machine slows both sides alike. Results go to stdout as markdown
-and to ``bench/out/<name>.json``.
+and to ``bench/out/<name>.json`` (or ``$BENCH_OUT``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "out")  # tests write elsewhere
 
 if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/, not the repository, on the path
     sys.path.insert(0, str(ROOT))
@@ -101,7 +101,9 @@ def _stat(pid: int) -> tuple[int, float, str] | None:
     """(parent pid, user + system CPU seconds, command) of one process, or None if gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        cmd = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        )
     except OSError:
         return None
     rest = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces
@@ -112,21 +114,22 @@ def _stat(pid: int) -> tuple[int, float, str] | None:
 
 def kind_of(cmd: str) -> str:
     """Coarse kinds: where a search's CPU goes, process by process."""
-    for needle, kind in (
-        ("ray::ImplicitFunc", "trial workers"),
-        ("ray::IDLE", "trial workers"),
-        ("default_worker.py", "trial workers"),
-        ("raylet", "raylet"),
-        ("gcs_server", "gcs_server"),
-        ("wandb", "wandb"),
-        ("dashboard", "ray dashboard/agents"),
-        ("log_monitor", "ray monitors"),
-        ("monitor.py", "ray monitors"),
-        ("runtime_env", "ray dashboard/agents"),
-    ):
-        if needle in cmd:
-            return kind
-    return "other"
+    if cmd.startswith("ray::"):  # Ray's workers and agents rename themselves
+        name = cmd[5:].split()[0] if cmd[5:].split() else ""
+        if name.startswith(("Implicit", "IDLE")):  # the title may be cut short
+            return "trial workers"
+        return f"ray::{name}"
+    exe = cmd.split()[0].rsplit("/", 1)[-1] if cmd.split() else ""
+    script = next((w.rsplit("/", 1)[-1] for w in cmd.split()[1:3] if w.endswith(".py")), "")
+    if exe in ("raylet", "gcs_server"):
+        return exe
+    if "wandb" in exe or "wandb" in script:
+        return "wandb"
+    if script == "default_worker.py":
+        return "trial workers"
+    if script:
+        return script
+    return exe or "other"
 
 
 class TreeCPU:
@@ -139,6 +142,8 @@ class TreeCPU:
     def __init__(self, root: int, every_s: float = 0.25, root_kind: str = "driver"):
         self.root, self.every_s, self.root_kind = root, every_s, root_kind
         self.seen: dict[int, tuple[str, float]] = {}
+        self.others: dict[str, int] = {}
+        self.series: list[tuple[float, float]] = []  # (time, CPU seconds of the tree so far)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -169,8 +174,19 @@ class TreeCPU:
             if pid in procs:
                 _, cpu, cmd = procs[pid]
                 kind = self.root_kind if pid == self.root else kind_of(cmd)
+                if kind == "other":
+                    self.others[cmd[:80]] = self.others.get(cmd[:80], 0) + 1
                 self.seen[pid] = (kind, max(cpu, self.seen.get(pid, ("", 0.0))[1]))
             todo.extend(children.get(pid, []))
+        self.series.append((time.time(), sum(cpu for _, cpu in self.seen.values())))
+
+    def cpu_between(self, t0: float, t1: float) -> float:
+        """CPU seconds the tree used from ``t0`` to ``t1`` (to the nearest samples)."""
+
+        def at(t: float) -> float:
+            return min(self.series, key=lambda p: abs(p[0] - t))[1] if self.series else 0.0
+
+        return at(t1) - at(t0)
 
     def by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """Search overhead: the share of a search's core-time spent inside training steps.
 
-    python bench/overhead.py            # bench/spaces/overhead.yaml x 3 runs, spaces/smoke.yaml x 2
-    python bench/overhead.py --smoke    # one two-trial search: the measurement, end to end
+    python bench/overhead.py           # bench/spaces/overhead.yaml x 3, spaces/smoke.yaml x 2
+    python bench/overhead.py --smoke   # one two-trial search: the measurement, end to end
 
 Each run is a real ``adder search`` (local Ray, W&B offline) in a child process. Its trainable is
 wrapped with timers around the real code (the project's trainable and trainer run inside, not a
@@ -44,16 +44,16 @@ def make_timed_trainable(folder: str):
     """
 
     def timed_trainable(config: dict[str, Any]) -> None:
-        from time import perf_counter
+        import importlib
+        from time import perf_counter, thread_time
 
         from ray import tune
 
-        import adder.train as T
-        import search.trainable as S
+        T = importlib.import_module("adder.train")  # `adder.train` the attribute is a function
+        S = importlib.import_module("search.trainable")
 
-        acc = dict.fromkeys(
-            ("trainable", "train", "setup", "evaluate", "report", "save", "tune_report"), 0.0
-        )
+        parts = ("trainable", "train", "setup", "evaluate", "report", "save", "tune_report")
+        wall, cpu = dict.fromkeys(parts, 0.0), dict.fromkeys(parts, 0.0)
         meta = {
             "trial_id": tune.get_context().get_trial_id(),
             "cell": config.get("cell"),
@@ -66,15 +66,16 @@ def make_timed_trainable(folder: str):
         path = Path(folder) / f"{meta['trial_id']}-{os.getpid()}-{time.time_ns()}.json"
 
         def dump() -> None:
-            path.write_text(json.dumps({**meta, **acc, "end": time.time()}))
+            path.write_text(json.dumps({**meta, "wall": wall, "cpu": cpu, "end": time.time()}))
 
         def timed(name, fn):
             def wrapper(*args, **kwargs):
-                t = perf_counter()
+                t, c = perf_counter(), thread_time()
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    acc[name] += perf_counter() - t
+                    wall[name] += perf_counter() - t
+                    cpu[name] += thread_time() - c
 
             return wrapper
 
@@ -104,11 +105,9 @@ def make_timed_trainable(folder: str):
         S.save_checkpoint = timed("save", S.save_checkpoint)
         S.train = timed_train
         tune.report = timed_report
-        t0 = perf_counter()
         try:
-            S.trainable(config)
+            timed("trainable", S.trainable)(config)
         finally:
-            acc["trainable"] += perf_counter() - t0
             for (module, name), fn in saved.items():
                 setattr(module, name, fn)
             dump()
@@ -118,9 +117,10 @@ def make_timed_trainable(folder: str):
 
 def child(space: str, results: str, timings: str) -> int:
     stamps: dict[str, float] = {"start": float(os.environ.get("BENCH_T0", time.time()))}
+    if os.environ.get("BENCH_CODE"):
+        sys.path.insert(0, os.environ["BENCH_CODE"])  # before this repository's copy
 
     import search.results as R
-    import search.trainable as S
     import search.tune as TU
 
     def stamped(name, fn):
@@ -133,8 +133,14 @@ def child(space: str, results: str, timings: str) -> int:
 
         return wrapper
 
-    S.trainable = make_timed_trainable(timings)  # run() imports it at call time: it gets this
-    TU.connect = stamped("ray_init", TU.connect)
+    def connect(*args, **kwargs):
+        stamped("ray_init", real_connect)(*args, **kwargs)
+        # only now: importing Ray before connect() sets its environment would change its auth
+        import search.trainable as S
+
+        S.trainable = make_timed_trainable(timings)  # run() imports it after connect()
+
+    real_connect, TU.connect = TU.connect, connect
     R.write_results = stamped("results", R.write_results)
     from search.cli import main
 
@@ -147,15 +153,30 @@ def child(space: str, results: str, timings: str) -> int:
 # -- the parent: run, account, tabulate ---------------------------------------------------------
 
 
-def run_once(space: Path, cpus: int) -> dict[str, Any]:
+def run_once(space: Path, cpus: int, code: Path | None = None) -> dict[str, Any]:
+    """One search; with ``code``, the project's packages come from there (an older version)."""
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         timings = Path(tmp, "timings")
         timings.mkdir()
         t0 = time.time()
         env = {**os.environ, "BENCH_T0": repr(t0), "WANDB_SILENT": "true"}
-        cmd = [sys.executable, __file__, "--child", str(space), str(Path(tmp, "results")), str(timings)]
+        if code is not None:  # Ray's workers get the driver's cwd on their path: run from there
+            env.update(BENCH_CODE=str(code), PYTHONPATH=str(code))
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(space),
+            str(Path(tmp, "results")),
+            str(timings),
+        ]
         p = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            cmd,
+            cwd=code or ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         with TreeCPU(p.pid) as cpu:
             _, err = p.communicate(timeout=1800)
@@ -164,97 +185,140 @@ def run_once(space: Path, cpus: int) -> dict[str, Any]:
             raise SystemExit(f"search failed ({p.returncode}):\n{err[-3000:]}")
         driver = json.loads(Path(timings, "driver.json").read_text())
         trials = [json.loads(f.read_text()) for f in timings.glob("*-*.json")]
-    return account(wall, cpus, driver, trials, cpu.by_kind())
+    first = min(t["start"] for t in trials)
+    last = max(t["end"] for t in trials)
+    return account(wall, cpus, driver, trials, cpu.by_kind(), cpu.cpu_between(first, last))
 
 
-def account(wall, cpus, driver, trials, cpu_by_kind) -> dict[str, Any]:
-    """Core-seconds, by where they went. Parts of a trial are wall time inside its process."""
+def trial_parts(trials: list[dict[str, Any]], clock: str) -> dict[str, float]:
+    """Seconds of ``clock`` (wall or cpu) in each part of the trials, summed over trials."""
+    s = {k: sum(t[clock][k] for t in trials) for k in trials[0][clock]}
+    return {
+        "training steps": s["train"] - s["setup"] - s["evaluate"] - s["report"],
+        "evaluation": s["evaluate"],
+        "checkpoint + report": s["report"],
+        "model + held-out set-up": s["setup"],
+        "trainable, outside train()": s["trainable"] - s["train"],
+        "(torch.save)": s["save"],
+        "(tune.report)": s["tune_report"],
+    }
+
+
+def account(wall, cpus, driver, trials, cpu_by_kind, cpu_during_trials) -> dict[str, Any]:
+    """Two accounts of one search.
+
+    Core-time (wall x CPUs): what the issue asks, but on a shared machine other people's jobs
+    stretch it. CPU time (every process of the search, from /proc; trial parts from the training
+    thread's own clock): robust to other load, blind to cores left idle.
+    """
     core = wall * cpus
-    s = {k: sum(t[k] for t in trials) for k in ("trainable", "train", "setup", "evaluate")}
-    s["report"] = sum(t["report"] for t in trials)
-    s["save"] = sum(t["save"] for t in trials)
-    s["tune_report"] = sum(t["tune_report"] for t in trials)
-    steps = s["train"] - s["setup"] - s["evaluate"] - s["report"]
+    w, c = trial_parts(trials, "wall"), trial_parts(trials, "cpu")
+    in_trials = sum(t["wall"]["trainable"] for t in trials)
     first = min(t["start"] for t in trials)
     last = max(t["end"] for t in trials)
     before = (first - driver["start"]) * cpus
     after = (driver["end"] - last) * cpus
-    parts = {
-        "training steps": steps,
-        "evaluation": s["evaluate"],
-        "checkpoint + report (in trial)": s["report"],
-        "model + held-out set-up": s["setup"],
-        "trainable, outside train()": s["trainable"] - s["train"],
-        "before the first trial (imports, Ray start-up)": before,
-        "after the last trial (results, shutdown)": after,
-        "between trials (trial start-up, gaps, idle slot)": core
-        - before
-        - after
-        - s["trainable"],
-    }
+    core_parts = {k: v for k, v in w.items() if not k.startswith("(")}
+    core_parts["before the first trial (imports, Ray start-up)"] = before
+    core_parts["after the last trial (results, shutdown)"] = after
+    core_parts["between trials (trial start-up, gaps, idle slots)"] = (
+        core - before - after - in_trials
+    )
+    total_cpu = sum(cpu_by_kind.values())
+    trainable_cpu = sum(t["cpu"]["trainable"] for t in trials)
+    cpu_parts = {k: v for k, v in c.items() if not k.startswith("(")}
+    workers = cpu_by_kind.get("trial workers", 0.0)
+    cpu_parts["trial workers, outside the trainable (start-up, Ray threads)"] = max(
+        0.0, workers - trainable_cpu
+    )
+    for kind, v in cpu_by_kind.items():
+        if kind != "trial workers":
+            cpu_parts[f"process: {kind}"] = v
     return {
         "wall_s": wall,
         "cpus": cpus,
         "core_s": core,
-        "share_training": steps / core,
-        "share_training_during_trials": steps / ((last - first) * cpus),
-        "parts_core_s": parts,
-        "detail_s": {
-            "ray_init": driver.get("ray_init_end", 0) - driver.get("ray_init_start", 0),
-            "write_results": driver.get("results_end", 0) - driver.get("results_start", 0),
-            "save_checkpoint": s["save"],
-            "tune_report": s["tune_report"],
+        "cpu_s": total_cpu,
+        "share_core": w["training steps"] / core,
+        "share_core_during_trials": w["training steps"] / ((last - first) * cpus),
+        "share_cpu": c["training steps"] / total_cpu,
+        "share_cpu_during_trials": c["training steps"] / cpu_during_trials,
+        "cpu_s_during_trials": cpu_during_trials,
+        "core_parts": core_parts,
+        "cpu_parts": cpu_parts,
+        "detail": {
+            "ray_init_s": driver.get("ray_init_end", 0) - driver.get("ray_init_start", 0),
+            "write_results_s": driver.get("results_end", 0) - driver.get("results_start", 0),
+            "torch_save_s": w["(torch.save)"],
+            "tune_report_s": w["(tune.report)"],
             "trials": len({t["trial_id"] for t in trials}),
             "steps": sum(t["step"] for t in trials),
             "reports": sum(t["reports"] for t in trials),
+            "load_avg_1m": os.getloadavg()[0],
         },
-        "cpu_s_by_process": cpu_by_kind,
-        "cpu_s_total": sum(cpu_by_kind.values()),
     }
 
 
 def summarize(space: Path, runs: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
-    parts = list(runs[0]["parts_core_s"])
-    shares = [r["share_training"] for r in runs]
-    during = [r["share_training_during_trials"] for r in runs]
-    walls = [r["wall_s"] for r in runs]
-    rows = []
-    for part in parts:
-        pct = [r["parts_core_s"][part] / r["core_s"] for r in runs]
-        secs = [r["parts_core_s"][part] for r in runs]
-        rows.append([part, f"{100 * median(pct):.1f}%", f"{median(secs):.1f}"])
-    kinds = sorted({k for r in runs for k in r["cpu_s_by_process"]})
-    cpu_rows = [
-        [k, f"{median([r['cpu_s_by_process'].get(k, 0.0) for r in runs]):.1f}"] for k in kinds
-    ]
-    detail = {k: median([r["detail_s"][k] for r in runs]) for k in runs[0]["detail_s"]}
+    def pct(xs: list[float]) -> str:
+        return f"{100 * median(xs):.1f}%"
+
+    def rows(key: str, total: str) -> list[list[Any]]:
+        names = list(dict.fromkeys(k for r in runs for k in r[key]))
+        return [
+            [
+                name,
+                pct([r[key].get(name, 0.0) / r[total] for r in runs]),
+                f"{median([r[key].get(name, 0.0) for r in runs]):.1f}",
+            ]
+            for name in names
+        ]
+
+    d = {k: median([r["detail"][k] for r in runs]) for k in runs[0]["detail"]}
     name = space.relative_to(ROOT)
+    share_cpu = [r["share_cpu"] for r in runs]
+    share_core = [r["share_core"] for r in runs]
+    walls = [r["wall_s"] for r in runs]
     md = [
-        f"#### `{name}`: {len(runs)} runs, {runs[0]['cpus']} CPUs",
+        f"#### `{name}`: {len(runs)} runs on {runs[0]['cpus']} CPUs",
         "",
-        f"Share of core-time inside training steps: **{100 * median(shares):.1f}%** "
-        f"(runs: {', '.join(f'{100 * x:.1f}%' for x in shares)}); from the first trial's start "
-        f"to the last one's end: {100 * median(during):.1f}%. Wall time {median(walls):.0f} s "
-        f"({spread(walls)}).",
+        f"- Share of the search's CPU time inside training steps: **{pct(share_cpu)}** "
+        f"(runs: {', '.join(f'{100 * x:.1f}%' for x in share_cpu)}); from the first trial's "
+        f"start to the last one's end: {pct([r['share_cpu_during_trials'] for r in runs])}.",
+        f"- Share of core-time (wall x {runs[0]['cpus']} CPUs) inside training steps: "
+        f"**{pct(share_core)}** (runs: {', '.join(f'{100 * x:.1f}%' for x in share_core)}); "
+        f"from the first trial's start to the last one's end: "
+        f"{pct([r['share_core_during_trials'] for r in runs])}.",
+        f"- Wall time {median(walls):.0f} s ({spread(walls)}); 1-minute load average "
+        f"{d['load_avg_1m']:.1f} at the end (other people's jobs included); {d['trials']:.0f} "
+        f"trials, {d['steps']:.0f} training steps, {d['reports']:.0f} reports; `ray.init` "
+        f"{d['ray_init_s']:.1f} s; writing the results {d['write_results_s']:.1f} s; in the "
+        f"reports, torch.save {d['torch_save_s']:.1f} s and tune.report (Tune's checkpoint "
+        f"copy, the wait for the driver) {d['tune_report_s']:.1f} s of wall time.",
         "",
-        table(["where the core-time went", "share (median)", "core-s (median)"], rows),
+        table(["CPU time of the search", "share", "CPU-s"], rows("cpu_parts", "cpu_s")),
         "",
-        f"Ray start-up (`ray.init`) {detail['ray_init']:.1f} s; writing the results "
-        f"{detail['write_results']:.1f} s; {detail['trials']:.0f} trials, "
-        f"{detail['steps']:.0f} training steps, {detail['reports']:.0f} reports; inside those "
-        f"reports torch.save {detail['save_checkpoint']:.1f} s and tune.report (Tune's "
-        f"checkpoint copy) {detail['tune_report']:.1f} s.",
-        "",
-        table(["CPU time by process (median of runs)", "CPU-s"], cpu_rows),
+        table(["core-time (wall x CPUs)", "share", "core-s"], rows("core_parts", "core_s")),
     ]
     result = {
         "space": str(name),
-        "share_training": median(shares),
-        "share_training_during_trials": median(during),
+        "share_cpu": median(share_cpu),
+        "share_core": median(share_core),
+        "share_cpu_during_trials": median([r["share_cpu_during_trials"] for r in runs]),
+        "share_core_during_trials": median([r["share_core_during_trials"] for r in runs]),
         "wall_s": median(walls),
         "runs": runs,
     }
     return result, "\n".join(md)
+
+
+def export(ref: str, into: Path) -> Path:
+    """The project's packages as they were at git ``ref``, for a side-by-side comparison."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "adder", "search"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def main() -> None:
@@ -262,7 +326,15 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="one tiny search: checks it runs")
     ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3 and 2)")
     ap.add_argument("--space", type=Path, default=None, help="measure this space instead")
-    ap.add_argument("--child", nargs=3, metavar=("SPACE", "RESULTS", "TIMINGS"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--before",
+        metavar="REF",
+        default=None,
+        help="also measure the code at git REF, run for run alternating with this code",
+    )
+    ap.add_argument(
+        "--child", nargs=3, metavar=("SPACE", "RESULTS", "TIMINGS"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.child:
         sys.exit(child(*args.child))
@@ -272,12 +344,47 @@ def main() -> None:
     if args.space is not None:
         plan = [(args.space.resolve(), 3)]
     results, md = [], []
-    for space, n in plan:
-        runs = [run_once(space, cpus) for _ in range(args.runs or n)]
-        r, text = summarize(space, runs)
-        results.append(r)
-        md.append(text)
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as old:
+        code = export(args.before, Path(old)) if args.before else None
+        for space, n in plan:
+            runs, before = [], []
+            for _ in range(args.runs or n):
+                runs.append(run_once(space, cpus))
+                if code is not None:
+                    before.append(run_once(space, cpus, code))
+            r, text = summarize(space, runs)
+            if before:
+                r["before"], old_text = summarize(space, before)
+                text = compare(args.before, r, text, old_text)
+            results.append(r)
+            md.append(text)
     save("overhead", {"spaces": results}, "\n\n".join(md), smoke=args.smoke)
+
+
+def compare(ref: str, r: dict[str, Any], text: str, old_text: str) -> str:
+    """This code's account, the one of git ``ref`` below it, and the headline side by side."""
+    b = r["before"]
+    rows = [
+        [
+            what,
+            f"{100 * b[key]:.1f}%",
+            f"{100 * r[key]:.1f}%",
+        ]
+        for what, key in (
+            ("share of CPU time in training steps", "share_cpu"),
+            ("  from the first trial's start to the last one's end", "share_cpu_during_trials"),
+            ("share of core-time in training steps", "share_core"),
+            ("  from the first trial's start to the last one's end", "share_core_during_trials"),
+        )
+        if key in b and key in r
+    ]
+    parts = ("evaluation", "checkpoint + report", "training steps")
+    for part in parts:
+        old = median([x["cpu_parts"][part] for x in b["runs"]])
+        new = median([x["cpu_parts"][part] for x in r["runs"]])
+        rows.append([f"CPU-s in {part}", f"{old:.1f}", f"{new:.1f}"])
+    head = table(["runs alternating, medians", f"before (`{ref}`)", "after (this code)"], rows)
+    return f"{head}\n\nAfter:\n\n{text}\n\nBefore (`{ref}`):\n\n{old_text}"
 
 
 if __name__ == "__main__":

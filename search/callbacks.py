@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from search.tracking import Run, sync_hint
+from search.tracking import Run
 
 TRIAL_METRICS = (
     "train_loss",
@@ -32,7 +32,8 @@ class WandbCallback(Callback):
     cost one W&B service for the whole search, not one process per trial.
 
     An online run that cannot start (no network, a dead server) switches the whole search to
-    offline with one warning: its runs stay under ``<folder>/wandb`` for a later ``wandb sync``.
+    offline with one warning (see ``tracking.Run``): its runs stay under ``<folder>/wandb`` for a
+    later ``wandb sync``.
     """
 
     def __init__(self, mode: str, folder: Path, project: str, group: str):
@@ -54,15 +55,7 @@ class WandbCallback(Callback):
             tags=[cell],
             job_type="trial",
         )
-        run = Run(self.mode, self.folder, **kwargs)
-        if run.run is None and self.mode == "online":
-            print(
-                f"warning: W&B online failed; logging offline instead. {sync_hint(self.folder)}",
-                file=sys.stderr,
-            )
-            self.mode = "offline"
-            run = Run(self.mode, self.folder, **kwargs)
-        return run
+        return Run(self.mode, self.folder, **kwargs)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if trial.trial_id not in self.runs:

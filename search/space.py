@@ -199,7 +199,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         if key not in ("metric", "mode"):
             raise err(f"objective.{key}", "unknown key; expected metric or mode")
     metric = objective.get("metric", "val_loss")
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise err(
             "objective.metric", f"{metric!r} is invalid; expected one of {', '.join(METRICS)}"
         )
@@ -254,7 +254,7 @@ def _check_space(s: Space) -> None:
     if not isinstance(s.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", s.name):
         raise err("name", f"{s.name!r} is invalid; expected letters, digits, '_', '.', '-'")
     for c in s.cells:
-        if c not in CELLS:
+        if not isinstance(c, str) or c not in CELLS:
             raise err("cells", f"{c!r} is not a cell; expected one of {', '.join(CELLS)}")
     if len(set(s.cells)) != len(s.cells):
         raise err("cells", f"{list(s.cells)} repeats a cell; expected each at most once")
@@ -289,7 +289,7 @@ def _check_space(s: Space) -> None:
         raise err("budget.reduction_factor", f"{b.reduction_factor!r} is invalid; expected > 1")
     for p in s.params:
         for c in p.cells:  # may name a cell that --cells left out, not an unknown one
-            if c not in CELLS:
+            if not isinstance(c, str) or c not in CELLS:
                 raise err(
                     f"params.{p.name}.cells", f"{c!r} is not a cell; expected {', '.join(CELLS)}"
                 )
@@ -358,8 +358,8 @@ def _param(key: str, spec: Any, err) -> Param:
     step = spec.get("step")
     if step is not None:
         step = _typecheck(step, num, f"{where}.step", err)
-        if step <= 0:
-            raise err(f"{where}.step", f"{step!r} is invalid; expected a number > 0")
+        if not 0 < step < math.inf:
+            raise err(f"{where}.step", f"{step!r} is invalid; expected a finite number > 0")
         if log:
             raise err(f"{where}.step", "step and log cannot be combined; expected one of them")
     return Param(key, kind, low=low, high=high, log=log, step=step, cells=tuple(cells))

@@ -19,6 +19,11 @@ from urllib.parse import urlparse
 from adder.errors import UserError
 
 MODES = ("auto", "online", "offline", "disabled")
+INIT_TIMEOUT_S = 15.0
+"""An online start that takes longer is given up (W&B's own default is 90 s); the environment
+variable WANDB_INIT_TIMEOUT overrides it."""
+
+_online_failed = False  # an online start failed: every later run of this process logs offline
 
 
 def has_credentials() -> bool:
@@ -63,29 +68,74 @@ def clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def redact(text: str) -> str:
+    """``text`` with the W&B API key, should it appear, blanked out."""
+    key = os.environ.get("WANDB_API_KEY", "")
+    return text.replace(key, "***") if len(key) >= 8 else text
+
+
 class Run:
-    """One W&B run. Any exception inside W&B becomes one warning and turns the run off."""
+    """One W&B run. Any exception inside W&B becomes one warning and turns the run off.
+
+    An online start that fails (no network, a dead server, a refused key) gives up after
+    ``INIT_TIMEOUT_S``, says so in one warning and starts the run offline instead; every later run
+    of this process then starts offline at once. A whole search thus waits for W&B once, warns
+    once, and keeps every run on disk for a later ``wandb sync``.
+    """
 
     def __init__(self, mode: str, folder: Path, **init_kwargs: Any):
+        global _online_failed
         self.run = None
-        if mode == "disabled":
+        self.mode = "offline" if mode == "online" and _online_failed else mode
+        if self.mode == "disabled":
             return
         try:
-            import wandb
-
-            folder.mkdir(parents=True, exist_ok=True)
-            self.run = wandb.init(
-                mode=mode,
-                dir=str(folder.resolve()),
-                reinit="create_new",
-                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-                **init_kwargs,
-            )
+            self.run = self._init(folder, init_kwargs)
+            return
         except Exception as e:  # W&B trouble never fails the run it watches
+            if self.mode != "online":
+                self._fail(e)
+                return
+            _online_failed = True
+            why = redact(f"{type(e).__name__}: {str(e).strip()}").splitlines()[0][:200]
+            print(
+                f"warning: W&B online failed ({why}); logging offline instead. "
+                f"{sync_hint(folder)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.mode = "offline"
+        if "id" in init_kwargs:  # the failed start still holds its id inside W&B's service
+            init_kwargs = {**init_kwargs, "id": f"{init_kwargs['id']}-offline"}
+        try:
+            self.run = self._init(folder, init_kwargs)
+        except Exception as e:
             self._fail(e)
 
+    def _init(self, folder: Path, init_kwargs: dict[str, Any]):
+        import wandb
+
+        folder.mkdir(parents=True, exist_ok=True)
+        timeout = float(os.environ.get("WANDB_INIT_TIMEOUT") or INIT_TIMEOUT_S)
+        return wandb.init(
+            mode=self.mode,
+            dir=str(folder.resolve()),
+            reinit="create_new",
+            # x_save_requirements: no scan of every installed package per run (0.1 s each)
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                x_disable_stats=True,
+                x_save_requirements=False,
+                init_timeout=timeout,
+            ),
+            **init_kwargs,
+        )
+
     def _fail(self, e: BaseException) -> None:
-        warnings.warn(f"W&B logging is off for this run: {type(e).__name__}: {e}", stacklevel=3)
+        warnings.warn(
+            redact(f"W&B logging is off for this run: {type(e).__name__}: {e}"), stacklevel=3
+        )
         print(f"warning: W&B logging is off for this run ({type(e).__name__})", file=sys.stderr)
         self.run = None
 

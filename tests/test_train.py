@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib
 import math
 import subprocess
 import sys
@@ -324,6 +325,54 @@ def test_stop_when_solved_stops_at_the_first_solved_evaluation():
     assert summary["exact_match"] >= SOLVED
     assert reports[-1]["step"] == summary["solved_step"]
     assert all(m["exact_match"] < SOLVED for m in reports[:-1])
+
+
+def test_quick_evaluations_keep_solved_step_on_the_whole_test_set(monkeypatch):
+    # During training a held-out set is scored chunk by chunk, and only until the run cannot be
+    # solved on it. solved_step, and every figure of the solving report, must not move.
+    module = importlib.import_module("adder.train")  # adder.train, the attribute, is train()
+    cfg = TrainConfig(
+        cell="rnn",
+        layers=1,
+        hidden=32,
+        lr=0.003,
+        train_digits=10,
+        test_digits=12,
+        eval_size=400,
+        eval_every=50,
+        steps=2000,
+        stop_when_solved=True,
+    )
+    monkeypatch.setattr(module, "EVAL_CHUNK", 50)
+    quick, quick_reports, _ = run(cfg)
+    monkeypatch.setattr(module, "allowed_errors", lambda n: n)  # never stop: all 400, always
+    whole, whole_reports, _ = run(cfg)
+    assert quick["solved_step"] is not None
+    assert quick["solved_step"] == whole["solved_step"] == quick["steps"]
+    assert without_timing(quick) == without_timing(whole)  # the solving report: all 400 sums
+    assert without_timing(quick_reports[-1]) == without_timing(whole_reports[-1])
+    assert len(quick_reports) == len(whole_reports)
+    assert all(m["exact_match"] < SOLVED for m in quick_reports[:-1])
+    assert quick_reports[0]["val_loss"] != whole_reports[0]["val_loss"]  # 50 sums, not 400
+
+
+def test_last_step_is_scored_on_the_whole_test_set(monkeypatch):
+    module = importlib.import_module("adder.train")
+    cfg = small(steps=40, eval_every=20, eval_size=100)
+    monkeypatch.setattr(module, "EVAL_CHUNK", 10)
+    quick, reports, _ = run(cfg)
+    monkeypatch.setattr(module, "allowed_errors", lambda n: n)
+    whole, whole_reports, _ = run(cfg)
+    assert reports[0]["val_loss"] != whole_reports[0]["val_loss"]
+    assert without_timing(reports[-1]) == without_timing(whole_reports[-1])
+    assert without_timing(quick) == without_timing(whole)
+
+
+@pytest.mark.parametrize("n,allowed", [(1, 0), (200, 0), (999, 0), (1000, 1), (5000, 5)])
+def test_allowed_errors(n, allowed):
+    module = importlib.import_module("adder.train")
+    assert module.allowed_errors(n) == allowed
+    assert (n - allowed) / n >= SOLVED > (n - allowed - 1) / n
 
 
 def test_report_returning_true_stops_the_run():

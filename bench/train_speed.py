@@ -1,0 +1,210 @@
+"""Training speed: `adder train` against a minimal hand-written PyTorch loop, and the cost of a
+step as the numbers grow.
+
+    python bench/train_speed.py           # 7 pairs of runs; 10/100/1000 digits x 5 rounds
+    python bench/train_speed.py --smoke   # tiny sizes: checks it runs
+
+1. The same work on both sides: the same model (the project's default, a 2-layer GRU of 32 units),
+   the same batch (128 sums of 10-digit operands, drawn on the fly on the device) and the same
+   optimizer (Adam). One side is ``adder.train.train``, the loop `adder train` runs (with one
+   evaluation, of one sum, at the end); the other is written out below with nothing from this
+   project. Both run in this process with one thread, alternating A, B, B, A, ...; the ratio is
+   taken per pair, then the median.
+2. Cost per step at 10, 100 and 1000 digits: ``adder.train.train``, sizes interleaved round by
+   round; a cost that grows no faster than the digits is linear or better.
+
+The clock is the CPU time of this thread (``time.thread_time``): on a machine shared with other
+people's jobs, wall time mostly measures them. Wall-clock figures are printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import median, save, single_thread, spread, table  # noqa: E402
+
+SETTING = dict(cell="gru", hidden=32, layers=2, batch_size=128, train_digits=10, lr=0.001)
+
+
+def hand_loop(steps: int, digits: int | None = None, seed: int = 0) -> None:
+    """A minimal PyTorch loop doing the work of `adder train`'s steps."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    B, D, H = SETTING["batch_size"], digits or SETTING["train_digits"], SETTING["hidden"]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, H)
+            self.rnn = nn.GRU(2 * H, H, num_layers=SETTING["layers"], batch_first=True)
+            self.head = nn.Linear(H, 10)
+
+        def forward(self, a, b):
+            return self.head(self.rnn(torch.cat([self.embed(a), self.embed(b)], -1))[0])
+
+    def batch(g):
+        # operands as digits, LSD first, plus a zero position for the last carry
+        zero = torch.zeros(B, 1, dtype=torch.long)
+        a = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
+        b = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
+        t = a + b
+        pos = torch.arange(D + 1).expand_as(t)
+        last = torch.where(t != 9, pos, -1).cummax(-1).values  # carry chain as a scan
+        out = torch.where(last >= 0, (t >= 10).gather(-1, last.clamp(min=0)), False)
+        carry = torch.cat([torch.zeros(B, 1, dtype=torch.bool), out[:, :-1]], 1)
+        return a, b, (t + carry.long()) % 10
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=SETTING["lr"])
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        a, b, s = batch(g)
+        loss = nn.functional.cross_entropy(net(a, b).flatten(0, 1), s.flatten())
+        loss.item()  # the project checks every loss for divergence; so does this loop
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def adder_train(steps: int, digits: int | None = None) -> None:
+    """What `adder train` runs: one evaluation, of one 1-digit sum, at the last step."""
+    from adder.config import TrainConfig
+    from adder.train import train
+
+    setting = {**SETTING, "train_digits": digits or SETTING["train_digits"]}
+    cfg = TrainConfig(
+        **setting, steps=steps, eval_every=steps, eval_size=1, test_digits=1, device="cpu"
+    )
+    train(cfg)
+
+
+def clocked(fn, *args) -> tuple[float, float]:
+    """(CPU seconds of this thread, wall seconds) that ``fn(*args)`` took."""
+    c, w = time.thread_time(), time.perf_counter()
+    fn(*args)
+    return time.thread_time() - c, time.perf_counter() - w
+
+
+def versus_hand(pairs: int, steps: int) -> tuple[dict, str]:
+    adder_train(5), hand_loop(5)  # warm both: lazy imports, allocator
+    res = {k: [] for k in ("adder_cpu", "hand_cpu", "adder_wall", "hand_wall")}
+    for i in range(pairs):
+        order = [("adder", adder_train), ("hand", hand_loop)]
+        for side, fn in order if i % 2 == 0 else order[::-1]:
+            cpu, wall = clocked(fn, steps)
+            res[f"{side}_cpu"].append(steps / cpu)
+            res[f"{side}_wall"].append(steps / wall)
+    ratio_cpu = [a / h for a, h in zip(res["adder_cpu"], res["hand_cpu"], strict=True)]
+    ratio_wall = [a / h for a, h in zip(res["adder_wall"], res["hand_wall"], strict=True)]
+    r = median(ratio_cpu)
+    md = (
+        f"`adder train`'s loop runs at **{r:.3f}x** the steps per CPU-second of the hand-written "
+        f"loop (median of {pairs} pairs of {steps} steps; per-pair ratios {spread(ratio_cpu)}): "
+        f"the abstractions cost **{100 * (1 - r):.1f}%**. By wall clock: "
+        f"{median(ratio_wall):.3f}x ({spread(ratio_wall)}).\n\n"
+        + table(
+            ["side", "steps per CPU-s", "(min-max)", "steps per wall-s", "(min-max)"],
+            [
+                [
+                    "`adder train` (adder.train.train)",
+                    median(res["adder_cpu"]),
+                    spread(res["adder_cpu"]),
+                    median(res["adder_wall"]),
+                    spread(res["adder_wall"]),
+                ],
+                [
+                    "hand-written loop",
+                    median(res["hand_cpu"]),
+                    spread(res["hand_cpu"]),
+                    median(res["hand_wall"]),
+                    spread(res["hand_wall"]),
+                ],
+                ["ratio", r, spread(ratio_cpu), median(ratio_wall), spread(ratio_wall)],
+            ],
+        )
+    )
+    return {"steps": steps, "pairs": pairs, **res, "ratio_cpu": ratio_cpu}, md
+
+
+def per_digit_cost(rounds: int, digits: list[int], smoke: bool) -> tuple[dict, str]:
+    # about the same number of digit positions per size, so each size is timed over a similar span
+    steps = {d: max(3, (40 if smoke else 6000) // (d + 1)) for d in digits}
+    ms: dict[int, list[float]] = {d: [] for d in digits}
+    hand: dict[int, list[float]] = {d: [] for d in digits}
+    for d in digits:
+        adder_train(2, d), hand_loop(2, d)  # warm each size once
+    for _ in range(rounds):
+        for d in digits:
+            ms[d].append(1000 * clocked(adder_train, steps[d], d)[0] / steps[d])
+            hand[d].append(1000 * clocked(hand_loop, steps[d], d)[0] / steps[d])
+    base = digits[0]
+    rows = []
+    for d in digits:
+        m, h = median(ms[d]), median(hand[d])
+        rows.append(
+            [
+                d,
+                steps[d],
+                m,
+                spread(ms[d]),
+                m / median(ms[base]),
+                (d + 1) / (base + 1),
+                m / (d + 1) * 1000,
+                h / median(hand[base]),
+            ]
+        )
+    pairs = list(zip(digits, digits[1:], strict=False))
+
+    def worst(xs):
+        return max(median(xs[b]) / median(xs[a]) / ((b + 1) / (a + 1)) for a, b in pairs)
+
+    md = (
+        f"CPU time per training step of the same model and batch as the operands grow (median of "
+        f"{rounds} rounds, sizes interleaved). Growth relative to linear in the digit positions, "
+        f"worst step: **{worst(ms):.2f}** (<= 1: no faster than linear); the hand-written loop "
+        f"on the same sizes: {worst(hand):.2f}.\n\n"
+        + table(
+            [
+                "digits",
+                "steps timed",
+                "CPU ms/step",
+                "(min-max)",
+                f"x {base} digits",
+                "x positions",
+                "CPU us per position",
+                f"hand loop: x {base} digits",
+            ],
+            rows,
+        )
+    )
+    return {
+        "ms_per_step": ms,
+        "hand_ms_per_step": hand,
+        "steps": steps,
+        "worst_vs_linear": worst(ms),
+        "hand_worst_vs_linear": worst(hand),
+    }, md
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
+    args = ap.parse_args()
+    single_thread()
+    pairs, steps, rounds = (2, 20, 1) if args.smoke else (7, 500, 5)
+    digits = [10, 100] if args.smoke else [10, 100, 1000]
+    vs, md1 = versus_hand(pairs, steps)
+    scale, md2 = per_digit_cost(rounds, digits, args.smoke)
+    md = f"{md1}\n\n{md2}"
+    save("train_speed", {"versus_hand": vs, "per_digit": scale}, md, smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    main()
