@@ -9,6 +9,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} not found; expected a checkpoint.pt file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before failing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # torch raises many kinds for a damaged or foreign file
         raise UserError(
             f"checkpoint {str(path)!r} cannot be read; expected a torch checkpoint file "

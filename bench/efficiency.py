@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, median, save, spread, table  # noqa: E402
+from bench._common import OUT, ROOT, median, save, spread, table  # noqa: E402
 
 METHODS = ("tpe+asha", "random", "optuna+hyperband", "seed grid")
 WORKERS = 2  # the machine's CPUs: two trials at a time, for every method
@@ -106,6 +106,7 @@ def report_event(trial: str, cell: str, metrics: dict[str, Any]) -> dict[str, An
         "step": int(metrics["step"]),
         "exact_match": em if isinstance(em, (int, float)) and math.isfinite(em) else 0.0,
         "solved": metrics.get("solved_step") is not None,
+        "val_loss": metrics.get("val_loss"),
     }
 
 
@@ -449,9 +450,16 @@ def analyze(events: list[dict], t0: float, space, target: str) -> dict[str, Any]
             for key in ("steps", "samples", "gflop", "trial_s", "trials")
         }
         t_end = max(first.values()) if met else end
+        solved_at = {}  # trial -> the step it solved at, for trials that did
+        for e in reports:
+            if e["solved"] and e["trial"] not in solved_at:
+                solved_at[e["trial"]] = e["step"]
         out.update(
             met=met,
             cells_solved=len(first),
+            trials_started=len(trials.config),
+            trials_solved=len(solved_at),
+            solved_steps=sorted(solved_at.values()),
             per_cell={c: {**per_cell[c], "s": first.get(c, end) - t0} for c in space.cells},
             until_all=trials.compute_at(t_end),
         )
@@ -485,7 +493,7 @@ def run_one(method: str, task: str, seed: int, smoke: bool) -> dict[str, Any]:
             events, t0 = process_method(method, space, target, folder, smoke, task)
     result = analyze(events, t0, space, target)
     print(f"  {task} seed {seed} {method}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return result
+    return {**result, "t0": t0, "events": events}  # the raw events, to analyze again
 
 
 def summarize(task: str, runs: dict[str, list[dict[str, Any]]], space) -> str:
@@ -552,6 +560,31 @@ def summarize(task: str, runs: dict[str, list[dict[str, Any]]], space) -> str:
     return table(cols, rows)
 
 
+def solve_profile(runs: dict[str, list[dict[str, Any]]], space) -> str:
+    """How often a trial solves, and when: the bound on what any method can save."""
+    rows, pooled = [], []
+    for method, rs in runs.items():
+        started = sum(r.get("trials_started", 0) for r in rs)
+        solved = sum(r.get("trials_solved", 0) for r in rs)
+        steps = [x for r in rs for x in r.get("solved_steps", [])]
+        pooled += steps
+        share = f"{100 * solved / started:.0f}%" if started else "-"
+        rows.append([method, started, solved, share, median(steps) if steps else None])
+    text = table(
+        ["method", "trials started", "trials that solved", "share", "median solving step"], rows
+    )
+    if pooled and "random" in runs:
+        oracle = median(pooled) * len(space.cells)
+        rand = median([r["steps"] for r in runs["random"]])
+        text += (
+            f"\n\nA search that picked a solving setting at its first try in every cell would "
+            f"spend about {oracle:.0f} steps (median solving step x {len(space.cells)} cells); "
+            f"random search without early stopping spent {rand:.0f}, **{rand / oracle:.1f}x** "
+            f"that: the most any method could save against it on this task."
+        )
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="every method once, toy size")
@@ -579,6 +612,11 @@ def main() -> None:
         for seed in seeds:
             for method in methods:  # interleaved: a drift in the machine's load hits them all
                 runs[task][method].append(run_one(method, task, seed, args.smoke))
+                partial = OUT / (
+                    "efficiency-smoke.partial.json" if args.smoke else "efficiency.partial.json"
+                )
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(runs, default=str) + "\n")
     ray.shutdown()
     md = []
     for task in tasks:
@@ -597,6 +635,8 @@ def main() -> None:
             f"test_digits {space.fixed['test_digits']}, eval_size {space.fixed['eval_size']}; "
             f"medians over seeds.\n\n" + summarize(task, runs[task], space)
         )
+        if task == "solve":
+            md.append(solve_profile(runs[task], space))
     save("efficiency", {"runs": runs}, "\n\n".join(md), smoke=args.smoke)
 
 

@@ -6,7 +6,7 @@
     (no GPU visible: the CPU fallback, 1 and 2 concurrent trials of a tiny model, says so)
 
 Each phase runs N copies of one trial (the project's trainable, seeds 0..N-1) at once in one Ray
-Tune experiment, each with ``{"gpu": 1/N}`` and an equal share of the CPUs, for a fixed time.
+Tune experiment, each with ``{"gpu": 1/N, "cpu": 1}``, for a fixed time.
 A trial's throughput is the median of the samples/s it reports (its training steps only,
 evaluations excluded), leaving out its first report (CUDA start-up); the aggregate is their sum.
 """
@@ -35,8 +35,9 @@ def phase(n: int, trial: dict, seconds: float, eval_every: int, gpu: bool) -> di
 
     from search.trainable import trainable
 
+    # one CPU each, the project's default --cpus-per-trial; fractions where there are too few
     cpus = ray.cluster_resources().get("CPU", 1)
-    per_trial = {"cpu": max(1.0, cpus // n) if cpus >= n else cpus / n, "gpu": 1 / n if gpu else 0}
+    per_trial = {"cpu": min(1.0, cpus / n), "gpu": 1 / n if gpu else 0}
     config = {
         **trial,
         "steps": 10**7,  # the phase's time limit ends it
@@ -57,12 +58,10 @@ def phase(n: int, trial: dict, seconds: float, eval_every: int, gpu: bool) -> di
         wall = time.time() - t0
         per = []
         for r in grid:
-            rates = (
-                list(r.metrics_dataframe["samples_per_s"])[1:]
-                if r.metrics_dataframe is not None
-                else []
-            )
-            per.append(median(rates) if rates else float("nan"))
+            df = r.metrics_dataframe
+            rates = [] if df is None or "samples_per_s" not in df else list(df["samples_per_s"])
+            rates = rates[1:] or rates  # the first report holds CUDA's start-up
+            per.append(median(rates) if rates else 0.0)
     return {
         "n": n,
         "resources": per_trial,
@@ -79,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="training time per phase")
     args = ap.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables per phase
     import torch
 
     gpu = torch.cuda.is_available() and not args.cpu
@@ -88,7 +88,7 @@ def main() -> None:
             counts, seconds = [1, 2], 8.0
     else:
         print("bench/gpu.py: no GPU visible: the CPU fallback (1 and 2 trials)", file=sys.stderr)
-        counts, trial, seconds, every = [1, 2], CPU_TRIAL, (4.0 if args.smoke else 20.0), 50
+        counts, trial, seconds, every = [1, 2], CPU_TRIAL, (4.0 if args.smoke else 20.0), 20
     seconds = args.seconds or seconds
     from search.tune import connect
 

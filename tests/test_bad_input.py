@@ -248,13 +248,6 @@ CROSS_SECTION = [
     "checkpoint: other cell type",
     "checkpoint: bare pickle",
 ]
-TORCH_WARNS = pytest.mark.xfail(
-    strict=True,
-    reason="torch warns about the pickle protocol on stderr before the error line "
-    "(adder/train.py load_checkpoint does not silence it)",
-)
-
-
 def fill(argv: list[str], inputs: dict[str, Path]) -> list[str]:
     return [a.format(**inputs) for a in argv]
 
@@ -323,13 +316,7 @@ def processes(inputs, tmp_path_factory):
     return done
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=TORCH_WARNS) if c == "checkpoint: bare pickle" else c
-        for c in CROSS_SECTION
-    ],
-)
+@pytest.mark.parametrize("case", CROSS_SECTION)
 def test_bad_input_as_a_process_never_imports_ray(case, processes, inputs):
     argv, named = CASES[case]
     code, out, err, modules = processes[case]
