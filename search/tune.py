@@ -130,7 +130,10 @@ def run(space: Space, opts: Options) -> dict:
     run_config = tune.RunConfig(
         name=EXPERIMENT,
         storage_path=str(folder),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Keep every checkpoint while the search runs: with num_to_keep, a driver killed between
+        # Tune deleting a trial's old checkpoint and saving its state leaves a state that names a
+        # deleted checkpoint, and --resume fails that trial (seen here). Pruned at the end.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         callbacks=[
             WandbCallback(mode, folder, opts.wandb_project, space.name),
@@ -226,4 +229,9 @@ def trial_name(trial) -> str:
 
 
 def _clean_tmp(folder: Path) -> None:
+    """After a search: drop Tune's scratch folder and every trial checkpoint but the last."""
     shutil.rmtree(folder / ".tmp", ignore_errors=True)
+    for trial in (folder / EXPERIMENT).iterdir():
+        checkpoints = sorted(trial.glob("checkpoint_*")) if trial.is_dir() else []
+        for old in checkpoints[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
