@@ -83,6 +83,9 @@ def connect(address: str | None) -> None:
     # Each evaluation checkpoints; with num_to_keep that forces a state snapshot, which is cheap
     # here (a few KB) but makes Tune warn every few seconds.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Save the experiment state every second (a few KB): a killed driver then loses at most a
+    # second of bookkeeping, and --resume never reruns a trial that had already finished.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     import optuna
     import ray
 

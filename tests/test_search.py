@@ -201,7 +201,9 @@ def test_resume_after_driver_killed(tmp_path):
         assert (folder / "tune" / f"{cell}_{trial_id}" / "result.json").read_text() == text
     for t in trials:  # every trial went on from its checkpoint, never back to step 25
         steps = result_steps(folder, t["cell"], t["trial_id"])
-        assert steps[-1] == 400 and steps.count(25) == 1 and steps == sorted(steps), steps
+        # it may repeat the evaluations after its last saved checkpoint, never start over
+        first_seen = list(dict.fromkeys(steps))
+        assert steps[-1] == 400 and steps.count(25) == 1 and first_seen == sorted(first_seen)
     url = f"sqlite:///{folder / 'optuna.db'}"
     for cell in ("gru", "rnn"):
         study = optuna.load_study(study_name=f"resumable-{cell}", storage=url)
