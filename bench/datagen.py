@@ -86,7 +86,8 @@ def main() -> None:
             [d, 1e3 * median(ours[d]), 1e3 * median(seed[d]), median(ratio), spread(ratio)]
         )
     md = (
-        f"CPU time to make one batch of {BATCH} sums (operands and sum as digit tensors), median of "
+        f"CPU time to make one batch of {BATCH} sums (operands and sum as digit tensors), median "
+        "of "
         f"{rounds} rounds. At {digits[-1]} digits the project's generator is "
         f"**{rows[-1][3]:.0f}x** faster than Python integers.\n\n"
         + table(
