@@ -174,9 +174,14 @@ SAMPLER_NAMES = ("tpe", "random", "grid")
 SCHEDULER_NAMES = ("asha", "fifo")
 
 
+def show_key(key: str) -> str:
+    """A key as the one error line shows it: a newline or other control character escaped."""
+    return key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+
+
 def parse_space(doc: Any, where: str = "<space>") -> Space:
     def err(key: str, msg: str) -> SpaceError:
-        return SpaceError(f"{where}: {key}: {msg}")
+        return SpaceError(f"{show_key(where)}: {show_key(key)}: {msg}")
 
     if not isinstance(doc, dict):
         raise SpaceError(
@@ -249,7 +254,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
 
 def _check_space(s: Space) -> None:
     def err(key: str, msg: str) -> SpaceError:
-        return SpaceError(f"{s.source}: {key}: {msg}")
+        return SpaceError(f"{show_key(s.source)}: {show_key(key)}: {msg}")
 
     if not isinstance(s.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", s.name):
         raise err("name", f"{s.name!r} is invalid; expected letters, digits, '_', '.', '-'")

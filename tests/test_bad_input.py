@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adder.config import TrainConfig
 from adder.train import save_checkpoint, train
 from search.cli import main
-from search.space import TOP, Space, SpaceError, load_space
+from search.space import TOP, Space, SpaceError, load_space, show_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -248,6 +248,8 @@ CROSS_SECTION = [
     "checkpoint: other cell type",
     "checkpoint: bare pickle",
 ]
+
+
 def fill(argv: list[str], inputs: dict[str, Path]) -> list[str]:
     return [a.format(**inputs) for a in argv]
 
@@ -394,6 +396,7 @@ def keys_of(text: str) -> set[str]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=documents())
+@example(text="? '\n\n  '\n: null\n")  # a key that is a newline: shown escaped, on one line
 def test_random_space_loads_or_names_file_and_key(text):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "space.yaml"
@@ -405,7 +408,7 @@ def test_random_space_loads_or_names_file_and_key(text):
             assert "\n" not in msg and msg.startswith(f"{path}: "), msg
             rest = msg[len(f"{path}: ") :]
             whole = ("YAML syntax error", "expected a mapping", "cannot be read")
-            keys = TOP | keys_of(text)
+            keys = {show_key(k) for k in TOP | keys_of(text)}
             assert rest.startswith(whole) or any(
                 rest.startswith((f"{k}:", f"{k}.")) for k in keys
             ), msg
