@@ -93,8 +93,10 @@ def connect(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    else:  # "local": a new Ray of our own, never one that `ray start` left on this machine
+        ray.init(
+            address="local", include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
 
 
 def trial_resources(opts: Options) -> tuple[dict[str, float], int]:
