@@ -7,6 +7,8 @@ Methods, each with the same space, trial count, step budget and 2 CPUs:
 
 - ``tpe+asha``: this project's search: per-cell Optuna TPE + per-cell ASHA in one Ray Tune
   experiment (search.percell, search.trainable, reused actors, a checkpoint at every report).
+- ``tpe+asha+seed``: the same, with the seed report's setting (below, clamped to the space's
+  ranges) queued as each cell's first trial: what was tried against the gap (BENCHMARKS.md).
 - ``random``: Ray Tune's random search (BasicVariantGenerator) over the same ranges, no early
   stopping, the same trainable.
 - ``optuna+hyperband``: Optuna alone, no Ray: TPE (the project's sampler settings) with Optuna's
@@ -19,9 +21,9 @@ Tasks:
 
 - ``solve`` (bench/spaces/efficiency.yaml): time and training steps until every cell has a
   trial with exact-match >= 0.999 on the 100-digit held-out sums (``solved_step`` recorded).
-- ``generalize`` (spaces/generalize.yaml, cut to bench size: rnn and gru, 4 trials per cell,
-  1000 steps at most, 200 held-out sums): the best exact-match each cell reaches within a
-  fixed budget of training steps (a third of what all its trials at full length would cost).
+- ``generalize`` (spaces/generalize.yaml, its budget, cut to bench size: rnn and gru, 4 trials
+  per cell, 200 held-out sums): the best exact-match each cell reaches within a fixed budget of
+  training steps (a third of what all its trials at full length would cost).
 
 Every trial's reports are stamped with the time they reached the driver (Tune) or were written
 (Optuna, grid); compute until an instant counts each trial's steps up to it (interpolated
@@ -48,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, ROOT, median, save, spread, table  # noqa: E402
 
-METHODS = ("tpe+asha", "random", "optuna+hyperband", "seed grid")
+METHODS = ("tpe+asha", "tpe+asha+seed", "random", "optuna+hyperband", "seed grid")
 WORKERS = 2  # the machine's CPUs: two trials at a time, for every method
 SEED_GRID = [
     {},
@@ -76,9 +78,9 @@ def task_space(task: str, smoke: bool, seed: int):
     elif task == "solve":
         space = load_space(ROOT / "bench/spaces/efficiency.yaml")
     else:
-        # its own budget proportions (an evaluation every 100 steps, ASHA from 300), smaller
+        # its own budget (2000 steps, an evaluation every 100, ASHA from 300), fewer trials
         space = load_space(ROOT / "spaces/generalize.yaml").override(
-            cells=("rnn", "gru"), trials=4, max_steps=1000
+            cells=("rnn", "gru"), trials=4
         )
         space = dataclasses.replace(space, fixed={**space.fixed, "eval_size": 200})
     return dataclasses.replace(space, seed=seed, fixed={**space.fixed, "seed": seed})
@@ -153,10 +155,14 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
 
     record = Record()
     n = space.trials * len(space.cells)
-    if method == "tpe+asha":  # what search.tune.run builds, minus W&B and the results files
+    if method.startswith("tpe+asha"):  # what search.tune.run builds, minus W&B and results
         param_space = None
+        searcher = PerCellSearch(space)
+        if method == "tpe+asha+seed":
+            for cell, study in searcher.optuna_studies().items():
+                study.enqueue_trial(seed_point(space, cell))
         tune_config = tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(PerCellSearch(space), max_concurrent=WORKERS),
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=WORKERS),
             scheduler=SCHEDULERS[space.scheduler](space),
             num_samples=n,
             reuse_actors=True,
@@ -188,6 +194,24 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
     t0 = time.time()
     tuner.fit()
     return record.events, t0
+
+
+def seed_point(space, cell: str) -> dict[str, Any]:
+    """The seed report's setting in this space's terms: each searched parameter at the seed's
+    value (TrainConfig's default where the seed says nothing), clamped into the range."""
+    from adder.config import TrainConfig
+
+    seed = {**TrainConfig().to_dict(), **SEED_SETTING}
+    point = {}
+    for p in space.params:
+        if not p.applies_to(cell):
+            continue
+        v = seed[p.name]
+        if p.kind == "choice":
+            point[p.name] = v if v in p.choices else p.choices[0]
+        else:
+            point[p.name] = min(max(v, p.low), p.high)
+    return point
 
 
 def random_domain(p):
@@ -591,6 +615,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="search seeds (default 3)")
     ap.add_argument("--tasks", default="solve,generalize", help="solve,generalize")
     ap.add_argument("--methods", default=",".join(METHODS), help=",".join(METHODS))
+    ap.add_argument(
+        "--add-to",
+        type=Path,
+        default=None,
+        help="a results file (bench/out/efficiency.json) whose runs this one's join",
+    )
     ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -618,6 +648,11 @@ def main() -> None:
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 partial.write_text(json.dumps(runs, default=str) + "\n")
     ray.shutdown()
+    if args.add_to is not None:  # earlier runs of other methods, in the same tables
+        earlier = json.loads(args.add_to.read_text())["runs"]
+        for task in tasks:
+            runs[task] = {**earlier.get(task, {}), **runs[task]}
+            runs[task] = {m: runs[task][m] for m in METHODS if m in runs[task]}
     md = []
     for task in tasks:
         space = task_space(task, args.smoke, 0)

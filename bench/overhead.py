@@ -1,6 +1,7 @@
 """Search overhead: the share of a search's core-time spent inside training steps.
 
-    python bench/overhead.py           # bench/spaces/overhead.yaml x 3, spaces/smoke.yaml x 2
+    python bench/overhead.py           # bench/spaces/overhead.yaml, 3 runs
+    python bench/overhead.py --before 0e30566 --runs 2   # and the code at a git commit, in turn
     python bench/overhead.py --smoke   # one two-trial search: the measurement, end to end
 
 Each run is a real ``adder search`` (local Ray, W&B offline) in a child process. Its trainable is
@@ -25,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, TreeCPU, median, save, spread, table  # noqa: E402
+from bench._common import OUT, ROOT, TreeCPU, median, save, spread, table  # noqa: E402
 
 SPACES = {
-    "full": [(ROOT / "bench/spaces/overhead.yaml", 3), (ROOT / "spaces/smoke.yaml", 2)],
+    "full": [(ROOT / "bench/spaces/overhead.yaml", 3)],
     "smoke": [(ROOT / "bench/spaces/overhead-smoke.yaml", 1)],
 }
 
@@ -324,7 +325,7 @@ def export(ref: str, into: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="one tiny search: checks it runs")
-    ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3 and 2)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3)")
     ap.add_argument("--space", type=Path, default=None, help="measure this space instead")
     ap.add_argument(
         "--before",
@@ -352,6 +353,9 @@ def main() -> None:
                 runs.append(run_once(space, cpus))
                 if code is not None:
                     before.append(run_once(space, cpus, code))
+                partial = OUT / f"overhead{'-smoke' if args.smoke else ''}.partial.json"
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps({"after": runs, "before": before}) + "\n")
             r, text = summarize(space, runs)
             if before:
                 r["before"], old_text = summarize(space, before)

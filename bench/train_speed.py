@@ -1,7 +1,7 @@
 """Training speed: `adder train` against a minimal hand-written PyTorch loop, and the cost of a
 step as the numbers grow.
 
-    python bench/train_speed.py           # 7 pairs of runs; 10/100/1000 digits x 5 rounds
+    python bench/train_speed.py           # 31 pairs of runs; parts; 10/100/1000 digits x 5
     python bench/train_speed.py --smoke   # tiny sizes: checks it runs
 
 1. The same work on both sides: the same model (the project's default, a 2-layer GRU of 32 units),
@@ -9,7 +9,8 @@ step as the numbers grow.
    optimizer (Adam). One side is ``adder.train.train``, the loop `adder train` runs (with one
    evaluation, of one sum, at the end); the other is written out below with nothing from this
    project. Both run in this process with one thread, alternating A, B, B, A, ...; the ratio is
-   taken per pair, then the median.
+   taken per pair, then the median. Then part by part: making a batch, and the update (the
+   project's model, optimizer and schedule against the hand-written ones), each on its own.
 2. Cost per step at 10, 100 and 1000 digits: ``adder.train.train``, sizes interleaved round by
    round; a cost that grows no faster than the digits is linear or better.
 
@@ -31,13 +32,27 @@ from bench._common import median, save, single_thread, spread, table  # noqa: E4
 SETTING = dict(cell="gru", hidden=32, layers=2, batch_size=128, train_digits=10, lr=0.001)
 
 
-def hand_loop(steps: int, digits: int | None = None, seed: int = 0) -> None:
-    """A minimal PyTorch loop doing the work of `adder train`'s steps."""
+def hand_batch(g, B: int, D: int):
+    """Operands as digits, LSD first, plus a zero position for the last carry; their sum."""
+    import torch
+
+    zero = torch.zeros(B, 1, dtype=torch.long)
+    a = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
+    b = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
+    t = a + b
+    pos = torch.arange(D + 1).expand_as(t)
+    last = torch.where(t != 9, pos, -1).cummax(-1).values  # carry chain as a scan
+    out = torch.where(last >= 0, (t >= 10).gather(-1, last.clamp(min=0)), False)
+    carry = torch.cat([torch.zeros(B, 1, dtype=torch.bool), out[:, :-1]], 1)
+    return a, b, (t + carry.long()) % 10
+
+
+def hand_model(seed: int = 0):
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
-    B, D, H = SETTING["batch_size"], digits or SETTING["train_digits"], SETTING["hidden"]
+    H = SETTING["hidden"]
 
     class Net(nn.Module):
         def __init__(self):
@@ -49,28 +64,29 @@ def hand_loop(steps: int, digits: int | None = None, seed: int = 0) -> None:
         def forward(self, a, b):
             return self.head(self.rnn(torch.cat([self.embed(a), self.embed(b)], -1))[0])
 
-    def batch(g):
-        # operands as digits, LSD first, plus a zero position for the last carry
-        zero = torch.zeros(B, 1, dtype=torch.long)
-        a = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
-        b = torch.cat([torch.randint(0, 10, (B, D), generator=g), zero], 1)
-        t = a + b
-        pos = torch.arange(D + 1).expand_as(t)
-        last = torch.where(t != 9, pos, -1).cummax(-1).values  # carry chain as a scan
-        out = torch.where(last >= 0, (t >= 10).gather(-1, last.clamp(min=0)), False)
-        carry = torch.cat([torch.zeros(B, 1, dtype=torch.bool), out[:, :-1]], 1)
-        return a, b, (t + carry.long()) % 10
-
     net = Net()
-    opt = torch.optim.Adam(net.parameters(), lr=SETTING["lr"])
+    return net, torch.optim.Adam(net.parameters(), lr=SETTING["lr"])
+
+
+def hand_step(net, opt, a, b, s) -> None:
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(net(a, b).flatten(0, 1), s.flatten())
+    loss.item()  # the project checks every loss for divergence; so does this loop
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def hand_loop(steps: int, digits: int | None = None, seed: int = 0) -> None:
+    """A minimal PyTorch loop doing the work of `adder train`'s steps."""
+    import torch
+
+    B, D = SETTING["batch_size"], digits or SETTING["train_digits"]
+    net, opt = hand_model(seed)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        a, b, s = batch(g)
-        loss = nn.functional.cross_entropy(net(a, b).flatten(0, 1), s.flatten())
-        loss.item()  # the project checks every loss for divergence; so does this loop
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        hand_step(net, opt, *hand_batch(g, B, D))
 
 
 def adder_train(steps: int, digits: int | None = None) -> None:
@@ -133,9 +149,62 @@ def versus_hand(pairs: int, steps: int) -> tuple[dict, str]:
     return {"steps": steps, "pairs": pairs, **res, "ratio_cpu": ratio_cpu}, md
 
 
+def components(rounds: int, calls: int) -> tuple[dict, str]:
+    """Where a step's CPU goes, part by part, the project's code against the hand-written one."""
+    import torch
+
+    from adder.config import TrainConfig
+    from adder.data import sample
+    from adder.train import build
+
+    B, D = SETTING["batch_size"], SETTING["train_digits"]
+    cfg = TrainConfig(**SETTING, device="cpu")
+    model, opt, sched = build(cfg, torch.device("cpu"))
+    net, hopt = hand_model()
+    g = torch.Generator().manual_seed(0)
+    fixed = sample(B, D, generator=g)
+
+    def ours_step():
+        hand_step(model, opt, *fixed)  # the same update; the model and optimizer are the project's
+        sched.step()
+
+    parts = {
+        "make a batch": (lambda: sample(B, D, generator=g), lambda: hand_batch(g, B, D)),
+        "forward, backward, update (+ schedule)": (
+            ours_step,
+            lambda: hand_step(net, hopt, *fixed),
+        ),
+    }
+    us: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in parts}
+    for ours, hand in parts.values():  # warm: the optimizers' state, the allocator
+        for _ in range(3):
+            ours(), hand()
+    for _ in range(rounds):
+        for name, (ours, hand) in parts.items():
+            spent = [0.0, 0.0]
+            for _ in range(calls):  # call by call, in turn: both sides see the same machine
+                for side, fn in ((0, ours), (1, hand)):
+                    c = time.thread_time()
+                    fn()
+                    spent[side] += time.thread_time() - c
+            for side in (0, 1):
+                us[name][side].append(1e6 * spent[side] / calls)
+    step = sum(median(h) for _, h in us.values())
+    rows = [
+        [name, median(o), median(h), f"{100 * (median(o) - median(h)) / step:+.1f}%"]
+        for name, (o, h) in us.items()
+    ]
+    md = (
+        f"Part by part (CPU us per call, the two sides called in turn, median of {rounds} rounds "
+        f"of {calls} calls; the difference as a share of the hand-written step):\n\n"
+        + table(["part of a step", "project", "hand-written", "difference"], rows)
+    )
+    return {k: {"project_us": o, "hand_us": h} for k, (o, h) in us.items()}, md
+
+
 def per_digit_cost(rounds: int, digits: list[int], smoke: bool) -> tuple[dict, str]:
     # about the same number of digit positions per size, so each size is timed over a similar span
-    steps = {d: max(3, (40 if smoke else 6000) // (d + 1)) for d in digits}
+    steps = {d: max(3, (40 if smoke else 12000) // (d + 1)) for d in digits}
     ms: dict[int, list[float]] = {d: [] for d in digits}
     hand: dict[int, list[float]] = {d: [] for d in digits}
     for d in digits:
@@ -198,12 +267,14 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
     args = ap.parse_args()
     single_thread()
-    pairs, steps, rounds = (2, 20, 1) if args.smoke else (7, 500, 5)
+    pairs, steps, rounds = (2, 20, 1) if args.smoke else (31, 100, 5)
     digits = [10, 100] if args.smoke else [10, 100, 1000]
     vs, md1 = versus_hand(pairs, steps)
-    scale, md2 = per_digit_cost(rounds, digits, args.smoke)
-    md = f"{md1}\n\n{md2}"
-    save("train_speed", {"versus_hand": vs, "per_digit": scale}, md, smoke=args.smoke)
+    parts, md2 = components(2 if args.smoke else 7, 10 if args.smoke else 100)
+    scale, md3 = per_digit_cost(rounds, digits, args.smoke)
+    md = f"{md1}\n\n{md2}\n\n{md3}"
+    result = {"versus_hand": vs, "parts": parts, "per_digit": scale}
+    save("train_speed", result, md, smoke=args.smoke)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def test_efficiency_runs_every_method(smoke_runs):
     out, _ = smoke_runs
     runs = json.loads((out / "efficiency-smoke.json").read_text())["runs"]
     for task in ("solve", "generalize"):
-        assert set(runs[task]) == {"tpe+asha", "random", "optuna+hyperband", "seed grid"}
+        methods = {"tpe+asha", "tpe+asha+seed", "random", "optuna+hyperband", "seed grid"}
+        assert set(runs[task]) == methods
         for method, results in runs[task].items():
             for r in results:
                 assert r["trials"] >= 1 and r["steps"] > 0, (task, method, r)
