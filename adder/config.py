@@ -13,10 +13,17 @@ import inspect
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adder.errors import UserError
-from adder.models import CELLS, NONLINEARITIES, ModelConfig
+
+if TYPE_CHECKING:
+    from adder.models import ModelConfig
+
+# The names of adder.models.CELLS (the registry of cell modules), here so that checking a
+# setting needs no torch: `adder search bad.yaml` and `adder train --cell cnn` answer at once.
+CELLS = ("rnn", "lstm", "gru")
+NONLINEARITIES = ("tanh", "relu")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "exp")
@@ -88,6 +95,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def model_config(self) -> ModelConfig:
+        from adder.models import ModelConfig
+
         return ModelConfig(
             cell=self.cell,
             nonlinearity=self.nonlinearity,

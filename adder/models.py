@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 # Name -> fused PyTorch module (cuDNN on a GPU). An unknown name is a ValueError listing these.
+# adder.config.CELLS holds the same names, so that checking a setting needs no torch.
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-NONLINEARITIES = ("tanh", "relu")
 
 
 @dataclass(frozen=True)

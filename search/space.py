@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from adder.config import TrainConfig, field_type
+from adder.config import CELLS, TrainConfig, field_type
 from adder.errors import UserError
-from adder.models import CELLS
 
 METRICS = {  # what the trainer reports, and which way is better
     "val_loss": "min",

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adder import config
 from adder.data import sample
 from adder.models import CELLS, Adder, ModelConfig, cell_class, count_params
 
@@ -25,6 +26,7 @@ def make(cell: str, nonlinearity: str, **kw) -> Adder:
 
 def test_cells_are_fused_torch_modules():
     assert set(CELLS) >= {"rnn", "lstm", "gru"}
+    assert tuple(CELLS) == config.CELLS  # the names settings are checked against, torch-free
     for name, cls in CELLS.items():
         assert issubclass(cls, nn.RNNBase)
         assert cell_class(name) is cls
