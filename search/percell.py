@@ -133,7 +133,21 @@ def export_studies(studies: dict[str, optuna.Study], path: Path, name: str) -> N
         )
 
 
-class PerCellScheduler(FIFOScheduler):
+class SnapshotOnEnd(FIFOScheduler):
+    """Runs every trial to its end, and has Tune save its experiment state as soon as a trial
+    ends, not at its next periodic snapshot: a driver killed right after a trial finished must
+    not have --resume run that trial again. (Tune calls on_trial_complete just before it marks
+    the trial TERMINATED, and saves at the end of the same step; a private flag of Tune's asks
+    for that save to happen now. One small JSON file per ended trial.)"""
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        manager = getattr(tune_controller, "_checkpoint_manager", None)
+        if hasattr(manager, "_should_force_sync_up"):
+            manager._should_force_sync_up = True
+
+
+class PerCellScheduler(SnapshotOnEnd):
     """One ASHA per cell: a trial is stopped only by comparison with its own cell's trials."""
 
     def __init__(self, space: Space):
@@ -168,6 +182,7 @@ class PerCellScheduler(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._of(trial).on_trial_complete(tune_controller, trial, result)
+        super().on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         asha = self._of(trial)
@@ -189,7 +204,7 @@ class PerCellScheduler(FIFOScheduler):
 
 
 # Name -> factory(space). "fifo" runs every trial to its end: grids, no-early-stop baselines.
-SCHEDULERS = {"asha": PerCellScheduler, "fifo": lambda space: FIFOScheduler()}
+SCHEDULERS = {"asha": PerCellScheduler, "fifo": lambda space: SnapshotOnEnd()}
 
 
 class ListSearch(Searcher):

@@ -175,7 +175,7 @@ def test_resume_after_driver_killed(tmp_path):
             break
         time.sleep(0.5)
     assert driver.poll() is None and len(ended) >= 2, "the search ended before it could be killed"
-    time.sleep(1.5)  # let Tune snapshot its state once more, as it does every few seconds
+    time.sleep(1.5)  # a trial's end is saved in the step that prints it (tens of ms), then synced
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     log.close()
