@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/adder search spaces/default.yaml
 
+# Two workers, a test file each at a time: most tests wait on Ray and subprocesses, and two
+# overlap well even on 2 cores. PYTEST_ARGS adds to it (e.g. PYTEST_ARGS="-n 0 -k space").
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

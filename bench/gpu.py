@@ -88,7 +88,7 @@ def main() -> None:
             counts, seconds = [1, 2], 8.0
     else:
         print("bench/gpu.py: no GPU visible: the CPU fallback (1 and 2 trials)", file=sys.stderr)
-        counts, trial, seconds, every = [1, 2], CPU_TRIAL, (4.0 if args.smoke else 20.0), 20
+        counts, trial, seconds, every = [1, 2], CPU_TRIAL, (2.0 if args.smoke else 20.0), 20
     seconds = args.seconds or seconds
     from search.tune import connect
 

@@ -6,6 +6,7 @@ inherit this environment). Commands that must not log pass ``--wandb disabled`` 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,18 +76,32 @@ ROOT = Path(__file__).resolve().parent.parent
 def smoke_results(run_adder, tmp_path_factory):
     """One real smoke search (all cells, W&B offline), shared by every test that reads results.
 
-    Returns ``(folder, completed_process)`` with folder = ``<results>/smoke``.
+    Returns ``(folder, completed_process)`` with folder = ``<results>/smoke``. Under
+    pytest-xdist the first worker to ask runs it and the others wait for it and read the same
+    folder (every reader copies it before writing anything).
     """
-    results = tmp_path_factory.mktemp("smoke-results")
-    p = run_adder(
-        "search",
-        ROOT / "spaces" / "smoke.yaml",
-        "--results",
-        results,
-        "--wandb",
-        "offline",
-        cwd=ROOT,
-        timeout=600,
-    )
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    results = base / "smoke-results"
+    record = base / "smoke-results.json"
+    with FileLock(str(base / "smoke-results.lock")):
+        if not record.exists():
+            p = run_adder(
+                "search",
+                ROOT / "spaces" / "smoke.yaml",
+                "--results",
+                results,
+                "--wandb",
+                "offline",
+                cwd=ROOT,
+                timeout=600,
+            )
+            record.write_text(
+                json.dumps([[str(a) for a in p.args], p.returncode, p.stdout, p.stderr])
+            )
+    p = subprocess.CompletedProcess(*json.loads(record.read_text()))
     assert p.returncode == 0, p.stderr[-3000:]
     return results / "smoke", p
