@@ -511,7 +511,7 @@ def run_one(method: str, task: str, seed: int, smoke: bool) -> dict[str, Any]:
     target = "solve" if task == "solve" else "budget"
     with tempfile.TemporaryDirectory(prefix="bench-efficiency-") as tmp:
         folder = Path(tmp)
-        if method in ("tpe+asha", "random"):
+        if method.startswith("tpe+asha") or method == "random":  # the Ray Tune ones
             events, t0 = tune_method(method, space, target, folder)
         else:
             events, t0 = process_method(method, space, target, folder, smoke, task)

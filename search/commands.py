@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from adder.errors import UserError
+
 
 def _number(t: type):
     def parse(text: str):
@@ -77,6 +79,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from search.tune import Options
 
     folder = Path(args.folder)
+    for flag in ("seeds", "n", "top"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} {getattr(args, flag)} is invalid; expected an integer >= 1")
     verify.load_board(folder)  # a wrong folder stops here, before Ray starts
     opts = Options(
         results=folder.parent,
@@ -87,7 +92,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         wandb=args.wandb,
         wandb_project=args.wandb_project,
     )
-    verify.run(folder, args.seeds, args.digits, args.n, opts)
+    verify.run(folder, args.seeds, args.digits, args.n, opts, top=args.top)
     return 0
 
 
@@ -151,5 +156,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="operand lengths to score (default: 10,100,1000)",
     )
     v.add_argument("--n", type=_number(int), default=1000, help="sums per length (default 1000)")
+    v.add_argument(
+        "--top",
+        type=_number(int),
+        default=1,
+        help="verify each cell's best K settings and keep the one fresh seeds reproduce best "
+        "(default 1: the leaderboard's best)",
+    )
     _add_cluster_flags(v)
     v.set_defaults(fn=cmd_verify)

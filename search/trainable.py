@@ -28,8 +28,9 @@ def finite(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 # Keys a trial's config may carry besides TrainConfig's: `adder verify` asks for a final
-# evaluation of the trained model on these operand lengths, n sums each.
-VERIFY_KEYS = ("verify_digits", "verify_n")
+# evaluation of the trained model on these operand lengths, n sums each, and names the search
+# trial whose setting this retrains.
+VERIFY_KEYS = ("verify_digits", "verify_n", "verify_of")
 
 
 def trainable(config: dict[str, Any]) -> None:

@@ -66,6 +66,16 @@ def test_efficiency_runs_every_method(smoke_runs):
         for method, results in runs[task].items():
             for r in results:
                 assert r["trials"] >= 1 and r["steps"] > 0, (task, method, r)
+        # the seed's setting (hidden 32, lr 0.001, batch 128), clamped into the smoke space's
+        # ranges, is the first trial of tpe+asha+seed, and Tune ran it (its ids are Tune's)
+        (run,) = runs[task]["tpe+asha+seed"]
+        first = next(e for e in run["events"] if e["kind"] == "start")
+        assert {k: first["config"][k] for k in ("hidden", "lr", "batch_size")} == {
+            "hidden": 16,
+            "lr": 0.003,
+            "batch_size": 32,
+        }
+        assert "-grid-" not in first["trial"] and "-" not in first["trial"], first["trial"]
 
 
 def test_gpu_script_says_what_ran(smoke_runs):

@@ -29,26 +29,41 @@ def test_verify_retrains_each_best_with_fresh_seeds(smoke_results, tmp_path):
     folder = tmp_path / "smoke"
     shutil.copytree(smoke_results[0], folder)
     p = adder(
-        "verify", folder, "--seeds", "2", "--digits", "5,12", "--n", "100", "--wandb", "disabled"
-    )
+        "verify", folder, "--seeds", "2", "--top", "2", "--digits", "5,12", "--n", "100",
+        "--wandb", "disabled",
+    )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((folder / "verify.json").read_text())
     board = json.loads((folder / "leaderboard.json").read_text())
+    with open(folder / "trials.csv") as f:
+        trials = list(csv.DictReader(f))
     assert set(summary["cells"]) == set(board["cells"])
     for cell, c in summary["cells"].items():
-        assert c["trial_id"] == board["cells"][cell]["trial_id"]
-        assert sorted(r["seed"] for r in c["runs"]) == [10_000, 10_001]  # fresh, not the search's
-        for d in ("5", "12"):
-            s = c["digits"][d]
-            assert s["n"] == 2 and 0 <= s["min"] <= s["mean"] <= 1
-            assert 0 <= s["solved_frac"] <= 1
+        cands = c["candidates"]
+        # the leaderboard's best and its runner-up, each retrained with the same fresh seeds
+        assert [k["rank"] for k in cands] == [1, 2]
+        assert cands[0]["trial_id"] == board["cells"][cell]["trial_id"]
+        assert cands[1]["trial_id"] in {t["trial_id"] for t in trials if t["cell"] == cell}
+        for k in cands:
+            assert k["seeds"] == [10_000, 10_001]  # fresh, not the search's
+            assert sorted(r["seed"] for r in k["runs"]) == [10_000, 10_001]
+            for d in ("5", "12"):
+                s = k["digits"][d]
+                assert s["n"] == 2 and 0 <= s["min"] <= s["mean"] <= 1
+                assert 0 <= s["solved_frac"] <= 1
+        # the cell's verified setting is the candidate with the best mean over lengths
+        means = {k["trial_id"]: sum(s["mean"] for s in k["digits"].values()) for k in cands}
+        assert means[c["trial_id"]] == max(means.values())
     md = (folder / "verify.md").read_text()
-    assert all(f"| {cell} | 12 |" in md for cell in summary["cells"])
+    for c in summary["cells"].values():
+        for k in c["candidates"]:
+            assert f"| {k['trial_id']} | 12 |" in md
     assert "Verify: smoke" in p.stdout
     # the report picks it up
     r = adder("report", folder)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "not verified yet" not in (folder / "report.md").read_text().lower()
+    text = (folder / "report.md").read_text()
+    assert "not verified yet" not in text.lower() and "seeds [10000, 10001]" in text
 
 
 def test_verify_refuses_a_folder_without_a_leaderboard(tmp_path):
