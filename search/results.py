@@ -64,7 +64,7 @@ def load_trials(folder: Path) -> list[TrialRecord]:
 
     from search.tune import EXPERIMENT
 
-    analysis = ExperimentAnalysis(str(folder / EXPERIMENT))
+    analysis = ExperimentAnalysis(str((folder / EXPERIMENT).resolve()))  # pyarrow: absolute
     records = []
     for t in analysis.trials:
         last = t.last_result or {}
