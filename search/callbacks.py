@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,11 @@ class WandbCallback(Callback):
     its training step, final metrics in the summary. In-process runs (``reinit="create_new"``)
     cost one W&B service for the whole search, not one process per trial.
 
+    The W&B calls run in order on a thread of their own: ``wandb.init`` takes 0.1-0.2 s (more
+    for the first, up to ``WANDB_INIT_TIMEOUT`` when W&B cannot be reached), and on Tune's loop
+    that time would hold up every trial waiting for its next report to be taken. The thread is
+    drained when the experiment ends.
+
     An online run that cannot start (no network, a dead server) switches the whole search to
     offline with one warning (see ``tracking.Run``): its runs stay under ``<folder>/wandb`` for a
     later ``wandb sync``.
@@ -38,43 +45,48 @@ class WandbCallback(Callback):
 
     def __init__(self, mode: str, folder: Path, project: str, group: str):
         self.mode, self.folder, self.project, self.group = mode, folder, project, group
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, Run] = {}  # touched by the W&B thread only
+        self._todo: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no live runs
-        return {**self.__dict__, "runs": {}}
+        return {**self.__dict__, "runs": {}, "_todo": None, "_thread": None}
 
-    def start(self, trial) -> Run:
+    # -- on Tune's loop: hand the work over --------------------------------------------------
+
+    def _submit(self, fn, *args) -> None:
+        if self.mode == "disabled":
+            return
+        if self._thread is None:
+            self._todo = queue.Queue()
+            self._thread = threading.Thread(target=self._work, name="wandb", daemon=True)
+            self._thread.start()
+        self._todo.put((fn, args))
+
+    def _init_kwargs(self, trial) -> dict[str, Any]:
         cell = trial.config.get("cell", "")
-        kwargs = dict(
+        return dict(
             project=self.project,
             group=self.group,
             name=f"{cell}-{trial.trial_id}",
             id=f"{self.group}-{trial.trial_id}",
             resume="allow",
-            config=trial.config,
+            config=dict(trial.config),
             tags=[cell],
             job_type="trial",
         )
-        return Run(self.mode, self.folder, **kwargs)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        if trial.trial_id not in self.runs:
-            self.runs[trial.trial_id] = self.start(trial)
+        self._submit(self._start, trial.trial_id, self._init_kwargs(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        run = self.runs.get(trial.trial_id) or self.runs.setdefault(
-            trial.trial_id, self.start(trial)
-        )
-        run.log({k: result[k] for k in TRIAL_METRICS if k in result}, step=int(result["step"]))
+        metrics = {k: result[k] for k in TRIAL_METRICS if k in result}
+        self._submit(self._log, trial.trial_id, self._init_kwargs(trial), metrics, result["step"])
 
     def _end(self, trial, exit_code: int) -> None:
-        run = self.runs.pop(trial.trial_id, None)
-        if run is not None:
-            result = trial.last_result or {}
-            run.summarize(
-                {k: result[k] for k in (*TRIAL_METRICS, "status", "step") if k in result}
-            )
-            run.finish(exit_code=exit_code)
+        result = trial.last_result or {}
+        summary = {k: result[k] for k in (*TRIAL_METRICS, "status", "step") if k in result}
+        self._submit(self._finish, trial.trial_id, summary, exit_code)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, 0)
@@ -84,7 +96,35 @@ class WandbCallback(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         for trial in trials:
-            self._end(trial, 0)
+            self._end(trial, 0)  # no-op for runs already finished
+        if self._thread is not None:
+            self._todo.put(None)
+            self._thread.join()
+            self._thread = self._todo = None
+
+    # -- on the W&B thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (item := self._todo.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception as e:  # Run keeps W&B's own errors in; this would be a bug of ours
+                print(f"warning: W&B callback failed ({type(e).__name__}: {e})", file=sys.stderr)
+
+    def _start(self, trial_id: str, kwargs: dict[str, Any]) -> Run:
+        if trial_id not in self.runs:
+            self.runs[trial_id] = Run(self.mode, self.folder, **kwargs)
+        return self.runs[trial_id]
+
+    def _log(self, trial_id: str, kwargs: dict[str, Any], metrics: dict, step: int) -> None:
+        self._start(trial_id, kwargs).log(metrics, step=int(step))  # a restored trial: start
+
+    def _finish(self, trial_id: str, summary: dict[str, Any], exit_code: int) -> None:
+        run = self.runs.pop(trial_id, None)
+        if run is not None:
+            run.summarize(summary)
+            run.finish(exit_code=exit_code)
 
 
 class ProgressCallback(Callback):
