@@ -32,6 +32,7 @@ CPU_TRIAL = dict(cell="gru", hidden=16, layers=1, batch_size=32, lr=0.001, train
 def phase(n: int, trial: dict, seconds: float, eval_every: int, gpu: bool) -> dict:
     import ray
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from search.trainable import trainable
 
@@ -53,7 +54,12 @@ def phase(n: int, trial: dict, seconds: float, eval_every: int, gpu: bool) -> di
             tune.with_resources(trainable, per_trial),
             param_space=config,
             tune_config=tune.TuneConfig(max_concurrent_trials=n),
-            run_config=tune.RunConfig(storage_path=tmp, stop={"time_total_s": seconds}, verbose=0),
+            run_config=tune.RunConfig(
+                storage_path=tmp,
+                stop={"time_total_s": seconds},
+                callbacks=[JsonLoggerCallback()],  # connect() turns Tune's default loggers off
+                verbose=0,
+            ),
         ).fit()
         wall = time.time() - t0
         per = []

@@ -79,13 +79,18 @@ def connect(address: str | None) -> None:
     # Linux Ray binds every interface unless told otherwise; this keeps a local one on loopback.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # Tune's legacy output at verbose=0 prints nothing; its new one still prints a table and a
+    # TensorBoard hint (no TensorBoard files are written, see below) at the start.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Each evaluation checkpoints; with num_to_keep that forces a state snapshot, which is cheap
     # here (a few KB) but makes Tune warn every few seconds.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Save the experiment state every second (a few KB): a killed driver then loses at most a
     # second of bookkeeping, and --resume never reruns a trial that had already finished.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Each trial's results go to its result.json (and W&B) only: Tune's default CSV and
+    # TensorBoard copies cost the driver work at every report and nothing here reads them.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import optuna
     import ray
 
@@ -122,6 +127,7 @@ def run(space: Space, opts: Options) -> dict:
     connect(opts.address)
 
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from search.callbacks import ProgressCallback, WandbCallback
     from search.percell import SCHEDULERS, PerCellSearch
@@ -141,6 +147,7 @@ def run(space: Space, opts: Options) -> dict:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         callbacks=[
+            JsonLoggerCallback(),
             WandbCallback(mode, folder, opts.wandb_project, space.name),
             ProgressCallback(total),
         ],

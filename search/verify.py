@@ -66,6 +66,7 @@ def run(
     connect(opts.address)  # first: importing Ray (load_trials does) fixes its auth mode
     picked = candidates(folder, board, top)
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
 
     from search.callbacks import ProgressCallback, WandbCallback
@@ -107,6 +108,7 @@ def run(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             callbacks=[
+                JsonLoggerCallback(),
                 WandbCallback(mode, folder, opts.wandb_project, f"{board['name']}-verify"),
                 ProgressCallback(len(configs)),
             ],
