@@ -37,12 +37,17 @@ def _random(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-# GridSampler stops its study once the grid is done; outside an objective Optuna warns each time.
-warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, without its ``study.stop()`` once every point is taken: under Tune there
+    is no optimize loop to stop (Optuna 5 raises outside one, and Tune prints that); the trial
+    count, the size of the grid, ends the search."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def _grid(space: Space, cell: str, seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GridSampler(space.grid(cell), seed=seed)
+    return _GridSampler(space.grid(cell), seed=seed)
 
 
 # Name -> factory(space, cell, seed). The space names one; an unknown name is refused there.
