@@ -1,6 +1,6 @@
 """Search overhead: the share of a search's core-time spent inside training steps.
 
-    python bench/overhead.py           # bench/spaces/overhead.yaml, 3 runs
+    python bench/overhead.py           # spaces/smoke.yaml and bench/spaces/overhead*.yaml
     python bench/overhead.py --before 0e30566 --runs 2   # and the code at a git commit, in turn
     python bench/overhead.py --smoke   # one two-trial search: the measurement, end to end
 
@@ -28,8 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, ROOT, TreeCPU, median, save, spread, table  # noqa: E402
 
-SPACES = {
-    "full": [(ROOT / "bench/spaces/overhead.yaml", 3)],
+SPACES = {  # (space, runs): the smoke search the issue names, the bench size, three times that
+    "full": [
+        (ROOT / "spaces/smoke.yaml", 3),
+        (ROOT / "bench/spaces/overhead.yaml", 3),
+        (ROOT / "bench/spaces/overhead-long.yaml", 2),
+    ],
     "smoke": [(ROOT / "bench/spaces/overhead-smoke.yaml", 1)],
 }
 
@@ -325,7 +329,7 @@ def export(ref: str, into: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="one tiny search: checks it runs")
-    ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3, 3, 2)")
     ap.add_argument("--space", type=Path, default=None, help="measure this space instead")
     ap.add_argument(
         "--before",
