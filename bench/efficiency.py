@@ -1,6 +1,6 @@
 """Search efficiency: how much compute each way of searching spends to find what it looks for.
 
-    python bench/efficiency.py           # 4 methods x 3 search seeds x 2 tasks (about 20 minutes)
+    python bench/efficiency.py           # 5 methods x 3 search seeds x 2 tasks (15 minutes here)
     python bench/efficiency.py --smoke   # every method once, at toy size
 
 Methods, each with the same space, trial count, step budget and 2 CPUs:
@@ -8,7 +8,7 @@ Methods, each with the same space, trial count, step budget and 2 CPUs:
 - ``tpe+asha``: this project's search: per-cell Optuna TPE + per-cell ASHA in one Ray Tune
   experiment (search.percell, search.trainable, reused actors, a checkpoint at every report).
 - ``tpe+asha+seed``: the same, with the seed report's setting (below, clamped to the space's
-  ranges) queued as each cell's first trial: what was tried against the gap (BENCHMARKS.md).
+  ranges) as each cell's first trial (``points_to_evaluate``, as in spaces/default.yaml).
 - ``random``: Ray Tune's random search (BasicVariantGenerator) over the same ranges, no early
   stopping, the same trainable.
 - ``optuna+hyperband``: Optuna alone, no Ray: TPE (the project's sampler settings) with Optuna's
@@ -157,10 +157,9 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
     n = space.trials * len(space.cells)
     if method.startswith("tpe+asha"):  # what search.tune.run builds, minus W&B and results
         param_space = None
+        if method == "tpe+asha+seed":  # as spaces/default.yaml does (points_to_evaluate)
+            space = space.override(points=(seed_point(space),))
         searcher = PerCellSearch(space)
-        if method == "tpe+asha+seed":
-            for cell, study in searcher.optuna_studies().items():
-                study.enqueue_trial(seed_point(space, cell))
         tune_config = tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=WORKERS),
             scheduler=SCHEDULERS[space.scheduler](space),
@@ -196,7 +195,7 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
     return record.events, t0
 
 
-def seed_point(space, cell: str) -> dict[str, Any]:
+def seed_point(space) -> dict[str, Any]:
     """The seed report's setting in this space's terms: each searched parameter at the seed's
     value (TrainConfig's default where the seed says nothing), clamped into the range."""
     from adder.config import TrainConfig
@@ -204,8 +203,6 @@ def seed_point(space, cell: str) -> dict[str, Any]:
     seed = {**TrainConfig().to_dict(), **SEED_SETTING}
     point = {}
     for p in space.params:
-        if not p.applies_to(cell):
-            continue
         v = seed[p.name]
         if p.kind == "choice":
             point[p.name] = v if v in p.choices else p.choices[0]

@@ -67,6 +67,7 @@ class PerCellSearch(Searcher):
                 mode=space.mode,
                 sampler=SAMPLERS[space.sampler](space, cell, space.seed + i),
                 study_name=f"{space.name}-{cell}",
+                points_to_evaluate=space.points_for(cell),  # enqueued: the study's first trials
             )
             for i, cell in enumerate(space.cells)
         }

@@ -84,6 +84,9 @@ class Space:
     description: str = ""
     sampler: str = "tpe"  # tpe | random | grid (see search.percell.SAMPLERS)
     scheduler: str = "asha"  # asha | fifo (no early stopping)
+    # Settings each cell's study tries first (Tune's and Optuna's points_to_evaluate): partial
+    # mappings of searched parameters; what a point leaves out is sampled, as is the rest.
+    points: tuple[dict[str, Any], ...] = ()
     source: str = "<space>"
 
     def trials_for(self, cell: str) -> int:
@@ -91,6 +94,12 @@ class Space:
         if self.sampler != "grid":
             return self.trials
         return math.prod(len(p.choices) for p in self.params if p.applies_to(cell))
+
+    def points_for(self, cell: str) -> list[dict[str, Any]]:
+        """The points to evaluate first in one cell's study: each without the parameters that do
+        not apply to the cell (``nonlinearity`` for an LSTM)."""
+        own = {p.name for p in self.params if p.applies_to(cell)}
+        return [{k: v for k, v in point.items() if k in own} for point in self.points]
 
     def grid(self, cell: str) -> dict[str, list[Any]]:
         return {p.name: list(p.choices) for p in self.params if p.applies_to(cell)}
@@ -168,6 +177,7 @@ TOP = {
     "budget",
     "fixed",
     "params",
+    "points_to_evaluate",
 }
 SAMPLER_NAMES = ("tpe", "random", "grid")
 SCHEDULER_NAMES = ("asha", "fifo")
@@ -245,6 +255,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         description=doc.get("description", ""),
         sampler=doc.get("sampler", "tpe"),
         scheduler=doc.get("scheduler", "asha"),
+        points=_points(doc.get("points_to_evaluate", []), err),
         source=where,
     )
     _check_space(space)
@@ -279,6 +290,7 @@ def _check_space(s: Space) -> None:
                 raise err(f"params.{p.name}", "sampler grid needs choice lists; expected choice")
     if s.trials < 1:
         raise err("trials", f"{s.trials!r} is invalid; expected an integer >= 1")
+    _check_points(s, err)
     if s.mode not in ("min", "max"):
         raise err("objective.mode", f"{s.mode!r} is invalid; expected min or max")
     b = s.budget
@@ -367,6 +379,43 @@ def _param(key: str, spec: Any, err) -> Param:
         if log:
             raise err(f"{where}.step", "step and log cannot be combined; expected one of them")
     return Param(key, kind, low=low, high=high, log=log, step=step, cells=tuple(cells))
+
+
+def _points(value: Any, err) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list):
+        raise err("points_to_evaluate", f"expected a list of mappings; got {_kind(value)}")
+    return tuple(_mapping(v, f"points_to_evaluate.{i}", err) for i, v in enumerate(value))
+
+
+def _check_points(s: Space, err) -> None:
+    """Each point names searched parameters only, each at a value its parameter can take."""
+    if s.points and s.sampler == "grid":
+        raise err("points_to_evaluate", "a grid runs every point already; expected none here")
+    if len(s.points) > s.trials:
+        raise err(
+            "points_to_evaluate",
+            f"{len(s.points)} points > trials {s.trials}; expected at most one per trial",
+        )
+    params = {p.name: p for p in s.params}
+    for i, point in enumerate(s.points):
+        for key, v in point.items():
+            where = f"points_to_evaluate.{i}.{key}"
+            if key not in params:
+                searched = ", ".join(params) or "none"
+                raise err(where, f"is not searched; expected one of: {searched}")
+            p = params[key]
+            if p.kind == "choice":
+                v = _typecheck(v, field_type(key), where, err)
+                if v not in p.choices:
+                    raise err(where, f"{v!r} is not a choice; expected one of {list(p.choices)}")
+            else:
+                v = _typecheck(v, int if p.kind == "int" else float, where, err)
+                if not p.low <= v <= p.high:
+                    raise err(where, f"{v!r} is outside [{p.low}, {p.high}]; expected inside")
+                off = (v - p.low) / p.step if p.step else 0
+                if abs(off - round(off)) > 1e-8:
+                    raise err(where, f"{v!r} is off the step {p.step} from {p.low}; expected on")
+            point[key] = v
 
 
 def _train_field(key: Any, section: str, err) -> None:

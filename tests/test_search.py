@@ -142,6 +142,8 @@ fixed: {train_digits: 3, test_digits: 5, eval_size: 50, batch_size: 32}
 params:
   hidden: {int: [8, 16]}
   lr: {float: [1.0e-3, 1.0e-2], log: true}
+points_to_evaluate:
+  - {hidden: 12, lr: 0.005}
 """
 
 
@@ -209,6 +211,13 @@ def test_resume_after_driver_killed(tmp_path):
         study = optuna.load_study(study_name=f"resumable-{cell}", storage=url)
         states = [t.state for t in study.trials]
         assert states == [optuna.trial.TrialState.COMPLETE] * 3, states
+        # the space's point is each study's first trial, enqueued once (not again on resume)
+        first, *rest = study.trials
+        assert first.params == {"hidden": 12, "lr": 0.005}, first.params
+        assert all(t.params != first.params for t in rest)
+    for cell in ("gru", "rnn"):
+        tried = [(int(t["hidden"]), float(t["lr"])) for t in trials if t["cell"] == cell]
+        assert tried.count((12, 0.005)) == 1, tried
 
 
 def _free_port() -> int:

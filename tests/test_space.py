@@ -53,6 +53,29 @@ def test_good_space_samples_define_by_run():
     assert base["steps"] == 100 and base["eval_every"] == 10 and base["train_digits"] == 3
 
 
+def test_points_to_evaluate_come_first_in_each_cell():
+    """A space's points are each cell's first trials, less what does not apply to the cell."""
+    import yaml
+
+    from search.percell import PerCellSearch
+
+    doc = yaml.safe_load(GOOD)
+    doc["points_to_evaluate"] = [{"hidden": 32, "lr": 0.001, "nonlinearity": "relu"}, {}]
+    space = parse_space(doc, "good.yaml")
+    assert space.points_for("gru") == [{"hidden": 32, "lr": 0.001}, {}]
+    search = PerCellSearch(space)
+    configs = [search.suggest(f"t{i}") for i in range(6)]  # round-robin: rnn, gru, rnn, ...
+    for c in configs[:2]:
+        assert (c["hidden"], c["lr"]) == (32, 0.001), c
+    assert configs[0]["cell"] == "rnn" and configs[0]["nonlinearity"] == "relu"
+    for c in configs[2:]:  # the empty point and the rest: sampled
+        assert (c["hidden"], c["lr"]) != (32, 0.001), c
+    grid = {**doc, "sampler": "grid", "params": {"hidden": {"choice": [8, 16]}}}
+    grid["points_to_evaluate"] = [{"hidden": 8}]
+    with pytest.raises(SpaceError, match="points_to_evaluate: a grid"):
+        parse_space(grid, "grid.yaml")
+
+
 # (a change to GOOD, the key the one-line error must name)
 BAD = [
     ("name: t\ncells: [rnn]\nbogus: 1\n", "bogus"),
@@ -90,6 +113,15 @@ BAD = [
     ("params: {dropout: {float: [0.0, 1.5]}}\n", "params.dropout"),
     ("params: [layers, hidden]\n", "params"),
     ("name: ../escape\n", "name"),
+    ("points_to_evaluate: {hidden: 16}\n", "points_to_evaluate"),
+    ("points_to_evaluate: [16]\n", "points_to_evaluate.0"),
+    ("points_to_evaluate: [{width: 16}]\n", "points_to_evaluate.0.width"),
+    ("points_to_evaluate: [{}, {hidden: 4}]\n", "points_to_evaluate.1.hidden"),
+    ("points_to_evaluate: [{hidden: 16.5}]\n", "points_to_evaluate.0.hidden"),
+    ("points_to_evaluate: [{dropout: 0.25}]\n", "points_to_evaluate.0.dropout"),
+    ("points_to_evaluate: [{batch_size: 48}]\n", "points_to_evaluate.0.batch_size"),
+    ("points_to_evaluate: [{lr: fast}]\n", "points_to_evaluate.0.lr"),
+    ("points_to_evaluate: [{}, {}, {}, {}]\n", "points_to_evaluate"),
 ]
 
 
