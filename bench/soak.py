@@ -98,6 +98,8 @@ class Watch:
                         self.seen.setdefault((p.pid, p.create_time()), p.name())
             except psutil.Error:  # the driver is exiting
                 break
+            if rss == 0:  # exited, not yet reaped (a zombie reads as 0 MB and 0 files)
+                break
             self.samples.append((time.monotonic() - self.t0, self.ended, rss, fds))
             self._stop.wait(self.every_s)
 

@@ -126,7 +126,7 @@ def export_studies(studies: dict[str, optuna.Study], path: Path, name: str) -> N
     the database sees a trial that will never finish.
     """
     path.unlink(missing_ok=True)
-    url = f"sqlite:///{path.resolve()}"
+    to = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")  # one for all the cells
     for cell, study in studies.items():
         storage = study._storage
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -134,9 +134,10 @@ def export_studies(studies: dict[str, optuna.Study], path: Path, name: str) -> N
         optuna.copy_study(
             from_study_name=study.study_name,
             from_storage=storage,
-            to_storage=url,
+            to_storage=to,
             to_study_name=f"{name}-{cell}",
         )
+    to.engine.dispose()
 
 
 class SnapshotOnEnd(FIFOScheduler):

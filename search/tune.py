@@ -65,12 +65,6 @@ def prepare(space: Space, opts: Options) -> Path:
             "expected --resume to continue it, or another --name"
         )
     writable_dir(folder, "results folder")
-    if opts.cpus_per_trial <= 0:
-        raise UserError(
-            f"--cpus-per-trial {opts.cpus_per_trial} is invalid; expected a number > 0"
-        )
-    if opts.gpus_per_trial is not None and opts.gpus_per_trial < 0:
-        raise UserError(f"--gpus-per-trial {opts.gpus_per_trial} is invalid; expected >= 0")
     return folder
 
 
