@@ -182,6 +182,8 @@ def train(
         batch = sample(cfg.batch_size, cfg.train_digits, generator=gen, device=device)
         logits = model(batch.a, batch.b)  # (B, T, 10)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.s.flatten())
+        del logits  # and the batch and the loss after the update: nothing of this step may live
+        # on into the next one's forward (at 1000 digits that made every step 15% slower)
         loss_val = loss.item()
         if not math.isfinite(loss_val):  # before the update: the weights stay as they were
             t = evaluate(model, test)
@@ -196,6 +198,7 @@ def train(
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        del loss, batch
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
