@@ -29,13 +29,14 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The benchmark suite behind BENCHMARKS.md, at full size: about 30 minutes on 2 CPUs.
+# The benchmark suite behind BENCHMARKS.md, at full size: about 40 minutes on 2 CPUs.
 # Tables go to stdout and bench/out/; each script also takes --smoke (tests/test_bench.py).
 bench: install
 	$(BIN)/python bench/datagen.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/efficiency.py
+	$(BIN)/python bench/soak.py
 	PYTHON=$(BIN)/python bash bench/gpu.sh
 
 # The seed report's study again (spaces/seed/, 3 seeds each), then docs/seed-study.md.

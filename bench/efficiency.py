@@ -660,7 +660,8 @@ def main() -> None:
             else f"within a budget of {budget_steps(space)} training steps"
         )
         md.append(
-            f"#### {task}: {space.source}, {len(list(seeds))} search seeds, {what}\n\n"
+            f"#### {task}: `{Path(space.source).resolve().relative_to(ROOT)}`, "
+            f"{len(list(seeds))} search seeds, {what}\n\n"
             f"{len(space.cells)} cells x {space.trials} trials, max_steps {b.max_steps}, "
             f"eval_every {b.eval_every}, ASHA/Hyperband grace {b.grace_steps} and reduction "
             f"factor {b.reduction_factor:g}, train_digits {space.fixed['train_digits']}, "

@@ -21,6 +21,10 @@ os.environ["WANDB_SILENT"] = "true"
 # machine spinning OpenMP threads slow a run down by orders of magnitude.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+# Token authentication, as `adder search` runs Ray: Ray reads the mode once, at its first import
+# in a process, so a test that imports ray.tune in-process (a Searcher) must not fix it to
+# "disabled" for a later one of the same worker that starts a token-guarded cluster.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 # -- adder CLI helpers: the `adder` console script run as a real subprocess ---------------------

@@ -40,7 +40,7 @@ cells: [gru, rnn]
 trials: 2
 budget: {{max_steps: {MAX_STEPS}, eval_every: {EVAL_EVERY}, grace_steps: {MAX_STEPS},
          reduction_factor: 2, stop_when_solved: false}}
-fixed: {{train_digits: 3, test_digits: 5, eval_size: 50, batch_size: 32, layers: 1}}
+fixed: {{train_digits: 5, test_digits: 5, eval_size: 50, batch_size: 128, layers: 1}}
 params:
   hidden: {{int: [8, 16]}}
   lr: {{float: [1.0e-3, 1.0e-2], log: true}}

@@ -216,7 +216,9 @@ def test_resume_after_driver_killed(tmp_path):
         assert first.params == {"hidden": 12, "lr": 0.005}, first.params
         assert all(t.params != first.params for t in rest)
     for cell in ("gru", "rnn"):
-        tried = [(int(t["hidden"]), float(t["lr"])) for t in trials if t["cell"] == cell]
+        tried = [
+            (int(t["config/hidden"]), float(t["config/lr"])) for t in trials if t["cell"] == cell
+        ]
         assert tried.count((12, 0.005)) == 1, tried
 
 
