@@ -29,7 +29,7 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The benchmark suite behind BENCHMARKS.md, at full size: about 40 minutes on 2 CPUs.
+# The benchmark suite behind BENCHMARKS.md, at full size: about half an hour on 2 CPUs.
 # Tables go to stdout and bench/out/; each script also takes --smoke (tests/test_bench.py).
 bench: install
 	$(BIN)/python bench/datagen.py

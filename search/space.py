@@ -415,7 +415,6 @@ def _check_points(s: Space, err) -> None:
                 off = (v - p.low) / p.step if p.step else 0
                 if abs(off - round(off)) > 1e-8:
                     raise err(where, f"{v!r} is off the step {p.step} from {p.low}; expected on")
-            point[key] = v
 
 
 def _train_field(key: Any, section: str, err) -> None:
