@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # setting needs no torch: `adder search bad.yaml` and `adder train --cell cnn` answer at once.
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
+# Settings that only some cells read; every other setting applies to every cell. A search space
+# that searches or fixes one of these for a cell that ignores it is refused (search.space).
+CELL_FIELDS: dict[str, tuple[str, ...]] = {"nonlinearity": ("rnn",)}
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "exp")

@@ -10,6 +10,7 @@ from torch import nn
 # Name -> fused PyTorch module (cuDNN on a GPU). An unknown name is a ValueError listing these.
 # adder.config.CELLS holds the same names, so that checking a setting needs no torch.
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per recurrent layer
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,20 @@ class Adder(nn.Module):
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(cfg: ModelConfig, positions: int) -> int:
+    """FLOPs of one forward pass over one problem of ``positions`` digit positions.
+
+    Analytic, machine-independent: the matrix products only (2 FLOPs per multiply-add), that is
+    each layer's input and recurrent weights and the head; embeddings are lookups, and the
+    element-wise gate arithmetic is a few FLOPs per hidden unit, small beside H x H.
+    """
+    g, H = GATES[cfg.cell], cfg.hidden
+    layers = sum(2 * g * H * ((2 * cfg.embed if i == 0 else H) + H) for i in range(cfg.layers))
+    return positions * (layers + 2 * H * 10)
+
+
+def train_flops(cfg: ModelConfig, positions: int) -> int:
+    """FLOPs of one training sample: forward plus backward, taken as 2x the forward."""
+    return 3 * forward_flops(cfg, positions)

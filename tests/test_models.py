@@ -102,3 +102,18 @@ class TestCellContract:
         with torch.no_grad():
             last = loss().item()
         assert last < 0.8 * first, (first, last)
+
+
+@pytest.mark.parametrize("cell", list(config.CELLS))
+def test_flops_count_every_weight_once_per_position(cell):
+    """Each weight matrix is one multiply-add per position (2 FLOPs): the analytic count must
+    equal twice the weights the model actually holds (biases and embedding tables excluded)."""
+    from adder.models import forward_flops, train_flops
+
+    cfg = ModelConfig(cell=cell, layers=3, hidden=12, embed=5)
+    model = Adder(cfg)
+    weights = sum(
+        p.numel() for n, p in model.named_parameters() if "weight" in n and "embed" not in n
+    )
+    assert forward_flops(cfg, 7) == 7 * 2 * weights
+    assert train_flops(cfg, 7) == 3 * forward_flops(cfg, 7)
