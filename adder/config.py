@@ -30,7 +30,7 @@ CELL_FIELDS: dict[str, tuple[str, ...]] = {"nonlinearity": ("rnn",)}
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "exp")
-SOLVED = 0.999  # test exact-match at which a run counts as solved
+SOLVED = 0.999  # exact-match at which a model counts as adding sums of a length (verification)
 
 
 @dataclass
@@ -72,7 +72,15 @@ class TrainConfig:
     eval_size: int = 1000
     """Problems in each held-out set."""
     stop_when_solved: bool = False
-    """End the run at the first evaluation with test exact-match >= 0.999."""
+    """End the run as soon as it is solved (see solve_exact, solve_patience, confirm_digits)."""
+    solve_exact: float = 0.999
+    """Test exact-match at or above which an evaluation counts toward solving the task."""
+    solve_patience: int = 1
+    """Consecutive evaluations at solve_exact or above that it takes to be solved."""
+    confirm_digits: int = 0
+    """Digits of a longer held-out set that must also reach solve_exact once; 0: none."""
+    confirm_size: int = 200
+    """Problems in the confirmation set (scored only when the test set has been passed)."""
     diverge_loss: float = 10.0
     """A held-out loss above this (chance is ln 10 = 2.3) or a non-finite loss means diverged."""
     seed: int = 0
@@ -152,10 +160,13 @@ def _check(c: TrainConfig) -> None:
     need(c.nonlinearity in NONLINEARITIES, "nonlinearity", f"one of {', '.join(NONLINEARITIES)}")
     need(c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
     need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
-    for name in ("layers", "hidden", "batch_size", "steps", "eval_every", "eval_size"):
+    names = ("layers", "hidden", "batch_size", "steps", "eval_every", "eval_size")
+    for name in (*names, "solve_patience", "confirm_size"):
         need(getattr(c, name) >= 1, name, "an integer >= 1")
     for name in ("train_digits", "test_digits"):
         need(1 <= getattr(c, name) <= 100_000, name, "an integer in [1, 100000]")
+    need(0 <= c.confirm_digits <= 100_000, "confirm_digits", "an integer in [0, 100000]")
+    need(0.0 < c.solve_exact <= 1.0, "solve_exact", "a number in (0, 1]")
     need(c.embed >= 0, "embed", "an integer >= 0 (0 = same as hidden)")
     need(0.0 <= c.dropout < 1.0, "dropout", "a number in [0, 1)")
     need(math.isfinite(c.lr) and c.lr > 0, "lr", "a number > 0")

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from adder.config import SOLVED, TrainConfig
+from adder.config import TrainConfig
 from adder.data import Batch, held_out, make_generator, sample
 from adder.errors import UserError
-from adder.models import Adder, count_params
+from adder.models import Adder, count_params, train_flops
 
 # report(metrics, checkpoint) is called at every evaluation; `checkpoint()` builds the state to
 # resume from (only when asked, it costs a copy). Returning True ends the run there.
@@ -28,8 +28,8 @@ Report = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool | None]
 
 EVAL_TOKENS = 1 << 20  # positions per evaluation chunk at most: bounds memory at 10,000 digits
 # Problems per evaluation chunk. During training a held-out set is scored chunk by chunk, and
-# the scoring stops as soon as the wrong sums make exact-match >= SOLVED on the whole set out of
-# reach: 1000 sums of 100 digits cost about 25 training steps to score, the first 200 a fifth
+# the scoring stops as soon as the wrong sums make exact-match >= solve_exact on the whole set out
+# of reach: 1000 sums of 100 digits cost about 25 training steps to score, the first 200 a fifth
 # of that. A run that may be solved is scored whole, so solved_step means what it always did.
 EVAL_CHUNK = 200
 
@@ -119,24 +119,27 @@ def _evaluate(
     }, scored
 
 
-def allowed_errors(n: int) -> int:
-    """The most wrong sums among ``n`` that still leave exact-match >= SOLVED."""
+def allowed_errors(n: int, exact: float) -> int:
+    """The most wrong sums among ``n`` that still leave exact-match >= ``exact``."""
     e = 0
-    while (n - e - 1) / n >= SOLVED:
+    while (n - e - 1) / n >= exact:
         e += 1
     return e
 
 
-def score(model: Adder, test: Batch, iid: Batch, *, whole: bool) -> tuple[dict, dict]:
+def score(
+    model: Adder, test: Batch, iid: Batch, *, whole: bool, exact: float
+) -> tuple[dict, dict]:
     """The test and iid evaluations of one report.
 
-    Unless ``whole``, the test set is scored only until the run cannot be solved on it, and the
-    iid set on as many problems: the figures are then those of the first ``EVAL_CHUNK`` or
-    more problems (exact-match below SOLVED, necessarily). Otherwise, both sets whole.
+    Unless ``whole``, the test set is scored only until exact-match >= ``exact`` is out of reach
+    on it, and the iid set on as many problems: the figures are then those of the first
+    ``EVAL_CHUNK`` or more problems (exact-match below ``exact``, necessarily). Otherwise, both
+    sets whole.
     """
     if whole:
         return evaluate(model, test), evaluate(model, iid)
-    t, scored = _evaluate(model, test, allowed_errors(test.s.shape[0]))
+    t, scored = _evaluate(model, test, allowed_errors(test.s.shape[0], exact))
     return t, evaluate(model, Batch(*(x[:scored] for x in iid)))
 
 
@@ -153,11 +156,14 @@ def train(
     gen = make_generator(cfg.seed, device)
     test = held_out(cfg.eval_size, cfg.test_digits, device)
     iid = held_out(cfg.eval_size, cfg.train_digits, device)
+    confirm: Batch | None = None  # made the first time the test set is passed
     params = count_params(model)
-    step, solved_step = 0, None
+    gflop_per_step = train_flops(cfg.model_config(), cfg.train_digits + 1) * cfg.batch_size / 1e9
+    step, solved_step, streak = 0, None, 0
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
         step, solved_step = resume["step"], resume["solved_step"]
+        streak = resume.get("solve_streak", 0)  # absent from checkpoints before it existed
 
     def checkpoint() -> dict[str, Any]:
         # a snapshot, not a view: training goes on after it is taken
@@ -167,6 +173,7 @@ def train(
                 "config": cfg.to_dict(),
                 "step": step,
                 "solved_step": solved_step,
+                "solve_streak": streak,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
@@ -210,9 +217,20 @@ def train(
         if step % cfg.eval_every and step != cfg.steps:
             continue
         elapsed = time.perf_counter() - t0
-        t, i = score(model, test, iid, whole=step == cfg.steps)
-        if t["exact_match"] >= SOLVED and solved_step is None:
-            solved_step = step
+        t, i = score(model, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
+        streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
+        confirmed = None
+        if solved_step is None and streak >= cfg.solve_patience:
+            # solved: the test set passed solve_patience evaluations in a row, and the longer
+            # confirmation set (if any) passes too; it is scored only now, so it costs little
+            if cfg.confirm_digits:
+                if confirm is None:
+                    confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
+                # scored until it cannot pass: a model far off costs a chunk, not the whole set
+                limit = allowed_errors(cfg.confirm_size, cfg.solve_exact)
+                confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
+            if confirmed is None or confirmed >= cfg.solve_exact:
+                solved_step = step
         diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
         summary = {
             "step": step,
@@ -226,9 +244,13 @@ def train(
             "samples_per_s": loss_n * cfg.batch_size / elapsed,
             "lr": sched.get_last_lr()[0],
             "solved_step": solved_step,
+            "gflop": step * gflop_per_step,
+            "solved_gflop": None if solved_step is None else solved_step * gflop_per_step,
             "params": params,
             "status": "diverged" if diverged else "ok",
         }
+        if confirmed is not None:
+            summary["confirm_exact_match"] = confirmed
         stop = report(dict(summary), checkpoint) if report else False
         if stop or diverged or (cfg.stop_when_solved and solved_step is not None):
             break
@@ -240,6 +262,8 @@ def train(
         steps=step,
         test_digits=cfg.test_digits,
         solved_step=solved_step,
+        gflop=step * gflop_per_step,
+        solved_gflop=None if solved_step is None else solved_step * gflop_per_step,
     )
     summary["loss"] = summary.get("val_loss", math.nan)
     return summary

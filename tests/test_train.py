@@ -40,6 +40,8 @@ METRIC_KEYS = {
     "samples_per_s",
     "lr",
     "solved_step",
+    "gflop",
+    "solved_gflop",
     "status",
 }
 # Every key of the summary train() returns (and `adder train` prints).
@@ -52,6 +54,8 @@ SUMMARY_KEYS = {
     "exact_match",
     "test_digits",
     "solved_step",
+    "gflop",
+    "solved_gflop",
     "status",
 }
 TIMING = {"samples_per_s"}  # wall-clock: the only value allowed to differ between equal runs
@@ -327,6 +331,62 @@ def test_stop_when_solved_stops_at_the_first_solved_evaluation():
     assert all(m["exact_match"] < SOLVED for m in reports[:-1])
 
 
+SOLVES = dict(  # solves 12-digit sums within a few hundred steps
+    cell="rnn", layers=1, hidden=32, lr=0.003, train_digits=10, test_digits=12, eval_size=200,
+    eval_every=25, steps=2000, stop_when_solved=True,
+)  # fmt: skip
+
+
+def test_patience_asks_for_consecutive_passes():
+    once, once_reports, _ = run(TrainConfig(**SOLVES))
+    twice, reports, _ = run(TrainConfig(**SOLVES, solve_patience=3))
+    passes = [m["exact_match"] >= SOLVED for m in reports]
+    assert twice["solved_step"] == reports[-1]["step"] > once["solved_step"]
+    assert passes[-3:] == [True] * 3  # the solving report and the two before it passed
+    assert not any(all(passes[i : i + 3]) for i in range(len(passes) - 3))  # none earlier
+    assert twice["solved_gflop"] > once["solved_gflop"]
+
+
+def test_confirmation_on_longer_sums_is_what_solves():
+    """A run is solved at the first evaluation where the test set passed and the longer set
+    does too; every earlier pass of the test set was refused by the longer set."""
+    cfg = TrainConfig(**SOLVES, confirm_digits=80, confirm_size=100, solve_exact=1.0)
+    summary, reports, states = run(cfg)
+    assert summary["solved_step"] == reports[-1]["step"]
+    checked = [m for m in reports if "confirm_exact_match" in m]
+    assert checked and checked[-1] is reports[-1]
+    assert checked[-1]["confirm_exact_match"] == 1.0
+    assert all(m["confirm_exact_match"] < 1.0 for m in checked[:-1])
+    assert all(m["exact_match"] == 1.0 for m in checked)
+    # independently: the solving model adds 100 fresh 80-digit sums (Python's integers)
+    from adder.data import from_digits, held_out
+    from adder.models import Adder
+
+    model = Adder(cfg.model_config())
+    model.load_state_dict(states[summary["solved_step"]]["model"])
+    b = held_out(100, 80)
+    with torch.no_grad():
+        got = from_digits(model(b.a, b.b).argmax(-1))
+    want = [str(int(x) + int(y)) for x, y in zip(from_digits(b.a), from_digits(b.b), strict=True)]
+    assert got == want
+
+
+def test_gflop_counts_every_training_step():
+    cfg = small(cell="lstm", layers=2, hidden=16, batch_size=24, train_digits=7)
+    _, reports, _ = run(cfg)
+    model_weights = 0
+    from adder.models import Adder
+
+    for name, p in Adder(cfg.model_config()).named_parameters():
+        if "weight" in name and "embed" not in name:
+            model_weights += p.numel()
+    # 2 FLOPs per weight per position, forward; backward twice that; 8 positions per sum
+    per_step = 3 * 2 * model_weights * (cfg.train_digits + 1) * cfg.batch_size
+    assert [m["gflop"] for m in reports] == pytest.approx(
+        [m["step"] * per_step / 1e9 for m in reports]
+    )
+
+
 def test_quick_evaluations_keep_solved_step_on_the_whole_test_set(monkeypatch):
     # During training a held-out set is scored chunk by chunk, and only until the run cannot be
     # solved on it. solved_step, and every figure of the solving report, must not move.
@@ -345,7 +405,9 @@ def test_quick_evaluations_keep_solved_step_on_the_whole_test_set(monkeypatch):
     )
     monkeypatch.setattr(module, "EVAL_CHUNK", 50)
     quick, quick_reports, _ = run(cfg)
-    monkeypatch.setattr(module, "allowed_errors", lambda n: n)  # never stop: all 400, always
+    monkeypatch.setattr(
+        module, "allowed_errors", lambda n, exact: n
+    )  # never stop: all 400, always
     whole, whole_reports, _ = run(cfg)
     assert quick["solved_step"] is not None
     assert quick["solved_step"] == whole["solved_step"] == quick["steps"]
@@ -361,7 +423,7 @@ def test_last_step_is_scored_on_the_whole_test_set(monkeypatch):
     cfg = small(steps=40, eval_every=20, eval_size=100)
     monkeypatch.setattr(module, "EVAL_CHUNK", 10)
     quick, reports, _ = run(cfg)
-    monkeypatch.setattr(module, "allowed_errors", lambda n: n)
+    monkeypatch.setattr(module, "allowed_errors", lambda n, exact: n)
     whole, whole_reports, _ = run(cfg)
     assert reports[0]["val_loss"] != whole_reports[0]["val_loss"]
     assert without_timing(reports[-1]) == without_timing(whole_reports[-1])
@@ -371,8 +433,9 @@ def test_last_step_is_scored_on_the_whole_test_set(monkeypatch):
 @pytest.mark.parametrize("n,allowed", [(1, 0), (200, 0), (999, 0), (1000, 1), (5000, 5)])
 def test_allowed_errors(n, allowed):
     module = importlib.import_module("adder.train")
-    assert module.allowed_errors(n) == allowed
+    assert module.allowed_errors(n, SOLVED) == allowed
     assert (n - allowed) / n >= SOLVED > (n - allowed - 1) / n
+    assert module.allowed_errors(n, 1.0) == 0
 
 
 def test_report_returning_true_stops_the_run():
