@@ -131,7 +131,8 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.stopper import Stopper
 
-    from search.percell import SCHEDULERS, PerCellSearch
+    from search.schedulers import SCHEDULERS
+    from search.searcher import PerCellSearch
     from search.trainable import trainable
 
     class Record(tune.Callback, Stopper):
@@ -317,8 +318,8 @@ def run_trial(trial: str, config: dict[str, Any], emit, on_report=None) -> dict[
 def optuna_worker(space, folder: Path, w: int) -> None:
     import optuna
 
-    from search.percell import _tpe
     from search.space import Sampler
+    from search.studies import _tpe
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     emit = emitter(folder)

@@ -11,21 +11,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from search.metrics import LOGGED
 from search.tracking import Run
-
-TRIAL_METRICS = (
-    "train_loss",
-    "val_loss",
-    "digit_acc",
-    "exact_match",
-    "iid_val_loss",
-    "iid_digit_acc",
-    "iid_exact_match",
-    "samples_per_s",
-    "lr",
-    "solved_step",
-    "params",
-)
 
 
 class WandbCallback(Callback):
@@ -65,27 +52,32 @@ class WandbCallback(Callback):
 
     def _init_kwargs(self, trial) -> dict[str, Any]:
         cell = trial.config.get("cell", "")
+        verify = "verify_of" in trial.config
         return dict(
             project=self.project,
             group=self.group,
-            name=f"{cell}-{trial.trial_id}",
+            name=f"{cell}-{'v-' if verify else ''}{trial.trial_id}",
             id=f"{self.group}-{trial.trial_id}",
             resume="allow",
             config=dict(trial.config),
-            tags=[cell],
-            job_type="trial",
+            tags=[cell, "verify"] if verify else [cell],
+            job_type="verify" if verify else "trial",
         )
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._submit(self._start, trial.trial_id, self._init_kwargs(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        metrics = {k: result[k] for k in TRIAL_METRICS if k in result}
+        metrics = {k: v for k, v in result.items() if k in LOGGED or k.startswith("exact_match_")}
         self._submit(self._log, trial.trial_id, self._init_kwargs(trial), metrics, result["step"])
 
     def _end(self, trial, exit_code: int) -> None:
         result = trial.last_result or {}
-        summary = {k: result[k] for k in (*TRIAL_METRICS, "status", "step") if k in result}
+        summary = {
+            k: v
+            for k, v in result.items()
+            if k in (*LOGGED, "status", "step") or k.startswith(("exact_match_", "digit_acc_"))
+        }
         self._submit(self._finish, trial.trial_id, summary, exit_code)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -128,12 +120,14 @@ class WandbCallback(Callback):
 
 
 class ProgressCallback(Callback):
-    """Live progress, one line per event that matters: a trial ends (how, where, how well), and
-    every ``every_s`` seconds a count of what is running. Tune's own tables are switched off."""
+    """Live progress, one line per event that matters: a trial ends (how, where, how well), a
+    verification run ends (its fresh scores), and every ``every_s`` seconds a count of what is
+    running. Tune's own tables are switched off."""
 
     def __init__(self, total: int, every_s: float = 30.0, stream=None):
         self.total, self.every_s, self.stream = total, every_s, stream
         self.ended = 0
+        self.verified = 0
         self.last_beat = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -143,16 +137,30 @@ class ProgressCallback(Callback):
         print(line, file=self.stream or sys.stderr, flush=True)
 
     def _end(self, trial, how: str) -> None:
-        self.ended += 1
         r = trial.last_result or {}
         c = trial.config
         status = r.get("status") if r.get("status") == "diverged" else how
+        solved = r.get("solved_gflop")
+        cost = f", solved at {solved:.3g} GFLOP" if solved is not None else ""
+        if "verify_of" in c:
+            self.verified += 1
+            scores = " ".join(
+                f"{k.removeprefix('exact_match_')} digits {v:.3f}"
+                for k, v in r.items()
+                if k.startswith("exact_match_")
+            )
+            self._print(
+                f"[verify {self.verified}] {c.get('cell')} {c['verify_of']} seed {c.get('seed')} "
+                f"{status} at step {r.get('step', 0)}{cost}: exact {scores or '-'}"
+            )
+            return
+        self.ended += 1
         em, loss = r.get("exact_match"), r.get("val_loss")
         score = f"exact {em:.3f} loss {loss:.4f}" if em is not None and loss is not None else "-"
         self._print(
             f"[{self.ended}/{self.total}] {c.get('cell')} {trial.trial_id} {status} at step "
-            f"{r.get('step', 0)}: {score} (layers {c.get('layers')}, hidden {c.get('hidden')}, "
-            f"lr {c.get('lr', 0):.2g}, batch {c.get('batch_size')})"
+            f"{r.get('step', 0)}{cost}: {score} (layers {c.get('layers')}, hidden "
+            f"{c.get('hidden')}, lr {c.get('lr', 0):.2g}, batch {c.get('batch_size')})"
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -166,4 +174,7 @@ class ProgressCallback(Callback):
         if now - self.last_beat >= self.every_s:
             self.last_beat = now
             running = sum(t.status == "RUNNING" for t in trials)
-            self._print(f"... {running} running, {self.ended}/{self.total} ended")
+            self._print(
+                f"... {running} running, {self.ended}/{self.total} ended, "
+                f"{self.verified} verification runs ended"
+            )

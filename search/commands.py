@@ -29,9 +29,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.cells is not None:
         cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
     space = space.override(
-        name=args.name, trials=args.trials, cells=cells, max_steps=args.max_steps, seed=args.seed
+        name=args.name,
+        trials=args.trials,
+        cells=cells,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        time_s=args.time_budget,
+        verify=False if args.no_verify else None,
     )
     opts = Options(
+        warm_start=None if args.warm_start is None else Path(args.warm_start),
         results=Path(args.results),
         address=args.address,
         cpus_per_trial=args.cpus_per_trial,
@@ -125,6 +132,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=_number(int), help="search seed (TPE sampling)")
     s.add_argument("--results", default="results", help="results root (default: results)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    s.add_argument(
+        "--time-budget",
+        type=_number(float),
+        metavar="SECONDS",
+        help="bound the whole search, verification included (default: the space's "
+        "budget.time_s, else none); what finished is written, marked partial",
+    )
+    s.add_argument(
+        "--warm-start",
+        metavar="RESULTS_DIR",
+        help="add a finished search's trials (RESULTS/NAME) to each cell's new study; its "
+        "objective, parameters and ranges must be this space's",
+    )
+    s.add_argument(
+        "--no-verify", action="store_true", help="skip the space's fresh-seed verification"
+    )
     _add_cluster_flags(s)
     s.set_defaults(fn=cmd_search)
 

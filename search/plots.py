@@ -109,11 +109,14 @@ def _short(r: TrialRecord) -> str:
 # -- the plots ------------------------------------------------------------------------------------
 
 
-def plot_curves(path: Path, by_cell: dict[str, list[TrialRecord]], curves: dict) -> Path:
-    """Test exact-match and val loss against step: each cell's TOP best trials, others in grey."""
+def plot_curves(
+    path: Path, by_cell: dict[str, list[TrialRecord]], curves: dict, metric: str, mode: str
+) -> Path:
+    """Test exact-match and val loss against step: each cell's TOP best trials (by the search's
+    objective), others in grey."""
     fig, axes = _figure(2, len(by_cell), 5.5, 4)
     for j, (cell, records) in enumerate(by_cell.items()):
-        ranked = sorted(records, key=TrialRecord.rank_key)
+        ranked = sorted(records, key=lambda r: r.rank_key(metric, mode))
         for row, key in enumerate(("exact_match", "val_loss")):
             ax = axes[row, j]
             for i, r in enumerate(ranked):

@@ -18,6 +18,14 @@ from typing import Any
 import optuna
 
 from adder.errors import UserError
+from search.layout import (
+    EXPERIMENT,
+    LEADERBOARD_JSON,
+    OPTUNA_DB,
+    REPORT_MD,
+    SPACE_JSON,
+    VERIFY_JSON,
+)
 from search.plots import (
     STATUSES,
     TOP,
@@ -29,8 +37,14 @@ from search.plots import (
     plot_importances,
     plot_params,
 )
-from search.results import COLUMNS, TrialRecord, leaderboard, load_trials, table_rows
-from search.tune import EXPERIMENT
+from search.results import (
+    COLUMNS,
+    TrialRecord,
+    leaderboard,
+    load_trials,
+    table_rows,
+    verify_lines,
+)
 
 # Optuna 5's default evaluator: unlike fANOVA, it needs no scikit-learn and weighs conditional
 # parameters (nonlinearity, rnn only) too.
@@ -78,7 +92,7 @@ def _started(curve: list[dict[str, float | None]]) -> float:
 
 def load_studies(folder: Path, name: str, cells: list[str]) -> dict[str, optuna.Study]:
     """The per-cell studies of ``optuna.db`` (``<name>-<cell>``); {} where there is none yet."""
-    db = folder / "optuna.db"
+    db = folder / OPTUNA_DB
     if not db.is_file():  # load_study would create an empty database
         return {}
     url = f"sqlite:///{db}"
@@ -140,17 +154,21 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*lines, *("| " + " | ".join(fmt(v) for v in row) + " |" for row in rows), ""]
 
 
-def _verify_section(folder: Path) -> list[str]:
-    path = folder / "verify.json"
+def _verify_section(s: Search) -> list[str]:
+    """The search's own verification (leaderboard.json), then adder verify's (verify.json)."""
+    md = verify_lines(s.saved) if s.saved else []
+    if not md:
+        md = ["The search ran no verification (its space has no `verify:`)."]
+    path = s.folder / VERIFY_JSON
     if not path.is_file():
-        return ["Not verified yet: run adder verify."]
+        return [*md, "", "No `adder verify` run yet (more seeds or lengths after the fact)."]
     rows, seeds = [], []
     for cell, v in json.loads(path.read_text()).get("cells", {}).items():
         seeds.append(f"- {cell}: seeds {v.get('seeds', [])}")
         for digits, d in sorted(v.get("digits", {}).items(), key=lambda kv: int(kv[0])):
-            rows.append([cell, digits, *(d.get(k) for k in ("mean", "min", "solved_frac", "n"))])
-    header = ["cell", "digits", "mean exact-match", "min exact-match", "solved fraction", "n"]
-    return ["From verify.json:", "", *_table(header, rows), *seeds]
+            rows.append([cell, digits, *(d.get(k) for k in ("mean", "min", "solved", "n"))])
+    header = ["cell", "digits", "mean exact-match", "min exact-match", "seeds solved", "n"]
+    return [*md, "", "From adder verify (verify.json):", "", *_table(header, rows), *seeds]
 
 
 def _stops(records: list[TrialRecord]) -> str:
@@ -170,6 +188,21 @@ class Search:
     board: dict[str, Any]  # the leaderboard as of now, from Tune's state
     saved: dict[str, Any] | None  # leaderboard.json, written when the search finished
     studies: dict[str, optuna.Study]  # cell -> its study in optuna.db, where there is one
+    metric: str  # the search's objective
+    mode: str
+
+
+def objective(folder: Path, saved: dict[str, Any] | None) -> tuple[str, str]:
+    """The search's objective: from its leaderboard, else the space it saved when it started
+    (an interrupted search), else val_loss (a folder from before either existed)."""
+    for doc in (saved, _read(folder / SPACE_JSON)):
+        if doc and "objective" in doc:
+            return doc["objective"]["metric"], doc["objective"]["mode"]
+    return "val_loss", "min"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_search(folder: Path) -> Search:
@@ -177,17 +210,20 @@ def load_search(folder: Path) -> Search:
     records = load_trials(folder)
     if not records:
         raise UserError(f"{str(folder)!r} holds a search with no trials yet; expected one or more")
-    saved_path = folder / "leaderboard.json"
-    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+    saved = _read(folder / LEADERBOARD_JSON)
     name = saved["name"] if saved else folder.name
+    metric, mode = objective(folder, saved)
+    verify_runs = [r for r in records if r.verify_of is not None]
+    records = [r for r in records if r.verify_of is None]
     curves = {r.trial_id: read_curve(r.path) for r in records}
     records.sort(key=lambda r: _started(curves[r.trial_id]))  # stable: unstarted ones by id
     cells = list(dict.fromkeys(r.cell for r in records))  # in the order they started
     if saved:  # the space's order
         cells.sort(key=lambda c: [*saved["cells"], c].index(c))
     by_cell = {c: [r for r in records if r.cell == c] for c in cells}
-    board = leaderboard(name, cells, records)
-    return Search(folder, name, by_cell, curves, board, saved, load_studies(folder, name, cells))
+    board = leaderboard(name, cells, records + verify_runs, metric, mode)
+    studies = load_studies(folder, name, cells)
+    return Search(folder, name, by_cell, curves, board, saved, studies, metric, mode)
 
 
 Section = tuple[list[str], list[Path]]  # markdown lines, plots written
@@ -203,16 +239,25 @@ def _summary(s: Search) -> Section:
     source = "leaderboard.json" if s.saved else "from Tune's state: no leaderboard.json yet"
     md += ["", f"## Leaderboard ({source})", ""]
     md += _table(list(COLUMNS), table_rows(s.saved or s.board))
-    md += ["Best = highest test exact-match, then fewest samples to solve, then fewest params."]
+    md += [
+        f"Search rank = by the objective, {s.metric} ({s.mode}), then fewer parameters; the "
+        "answer per cell is the winner of its verification where there is one (below)."
+    ]
     md += ["", "## Trials and compute per cell", ""]
-    rows = [[c, *(sum(r.status == k for r in rs) for k in STATUSES),
-             s.board["compute"][c]["training_steps"], s.board["compute"][c]["trial_seconds"]]
-            for c, rs in s.by_cell.items()]  # fmt: skip
-    return md + _table(["cell", *STATUSES, "training steps", "trial-seconds"], rows), []
+    rows = []
+    for c, rs in s.by_cell.items():
+        cost = s.board["compute"][c]
+        rows.append([c, *(sum(r.status == k for r in rs) for k in STATUSES),
+                     cost["search"]["gflop"], cost["search"]["trial_seconds"],
+                     cost["verify"]["trials"], cost["verify"]["gflop"],
+                     cost["verify"]["trial_seconds"]])  # fmt: skip
+    header = ["cell", *STATUSES, "search GFLOP", "search trial-s", "verification runs",
+              "verification GFLOP", "verification trial-s"]  # fmt: skip
+    return md + _table(header, rows), []
 
 
 def _curves(s: Search) -> Section:
-    plot = plot_curves(s.folder / "curves.png", s.by_cell, s.curves)
+    plot = plot_curves(s.folder / "curves.png", s.by_cell, s.curves, s.metric, s.mode)
     return [
         "## Learning curves", "", f"![learning curves]({plot.name})", "",
         f"Each cell's {TOP} best trials (leaderboard order) on the test sums; others in grey.", "",
@@ -267,7 +312,7 @@ def write_report(folder: Path) -> tuple[Path, list[Path]]:
     for section in (_summary, _curves, _params, _importances, _asha):
         lines, figs = section(s)
         md, plots = md + lines, plots + figs
-    md += ["## Verification", "", *_verify_section(s.folder)]
-    out = s.folder / "report.md"
+    md += ["## Verification", "", *_verify_section(s)]
+    out = s.folder / REPORT_MD
     out.write_text("\n".join(md).rstrip() + "\n")
     return out, plots

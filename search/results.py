@@ -1,7 +1,9 @@
 """What a search found: trial records, the per-cell leaderboard, and the files that hold them.
 
-Everything here reads the results folder alone (Tune's experiment state), so it works on a
-finished search, an interrupted one, and one copied off a cluster.
+Trial records come from the results folder alone (Tune's experiment state), so they can be read
+from a finished search, an interrupted one, and one copied off a cluster. The leaderboard of a
+finished search also holds its verification (the races of search.racing), which only the search
+itself knows in full: ``leaderboard.json`` is where ``adder report`` reads it back.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from adder.config import TrainConfig
-
-SUMMARY_KEYS = ("exact_match", "digit_acc", "val_loss", "iid_exact_match", "solved_step", "params")
+from search.layout import EXPERIMENT, LEADERBOARD_JSON, LEADERBOARD_MD, OPTUNA_DB, TRIALS_CSV
+from search.metrics import KEPT, rank_key
+from search.racing import Race, summary
 
 
 @dataclass
@@ -29,19 +32,10 @@ class TrialRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     path: str = ""
+    verify_of: str | None = None  # a verification run: the search trial whose setting it is
 
-    @property
-    def samples_to_solve(self) -> float:
-        s = self.metrics.get("solved_step")
-        return math.inf if s is None else s * self.config["batch_size"]
-
-    def rank_key(self) -> tuple:
-        """Best first: highest exact-match, then fewest samples to solve, then fewest params."""
-        em = self.metrics.get("exact_match")
-        em = -1.0 if em is None or not math.isfinite(em) else em
-        loss = self.metrics.get("val_loss")
-        loss = math.inf if loss is None else loss
-        return (-em, self.samples_to_solve, self.metrics.get("params", math.inf), loss)
+    def rank_key(self, metric: str, mode: str) -> tuple:
+        return rank_key(metric, mode, self.metrics)
 
 
 def classify(tune_status: str, config: dict[str, Any], last: dict[str, Any] | None) -> str:
@@ -58,13 +52,12 @@ def classify(tune_status: str, config: dict[str, Any], last: dict[str, Any] | No
     return "completed" if finished or solved else "stopped"
 
 
-def load_trials(folder: Path) -> list[TrialRecord]:
-    """Every trial of the search in ``folder`` (``<results>/<name>``), from Tune's saved state."""
+def load_trials(folder: Path, experiment: str = EXPERIMENT) -> list[TrialRecord]:
+    """Every trial of the search in ``folder`` (``<results>/<name>``), from Tune's saved state:
+    its search trials and its verification runs (``verify_of`` set)."""
     from ray.tune import ExperimentAnalysis
 
-    from search.tune import EXPERIMENT
-
-    analysis = ExperimentAnalysis(str((folder / EXPERIMENT).resolve()))  # pyarrow: absolute
+    analysis = ExperimentAnalysis(str((folder / experiment).resolve()))  # pyarrow: absolute
     records = []
     for t in analysis.trials:
         last = t.last_result or {}
@@ -76,44 +69,86 @@ def load_trials(folder: Path) -> list[TrialRecord]:
                 config=cfg,
                 status=classify(t.status, cfg, last),
                 steps=int(last.get("step", 0)),
-                metrics={k: last.get(k) for k in (*SUMMARY_KEYS, "status")},
+                metrics={k: last.get(k) for k in (*KEPT, "status")},
                 seconds=float(last.get("time_total_s", 0.0)),
                 path=t.storage.trial_fs_path if t.storage else "",
+                verify_of=t.config.get("verify_of"),
             )
         )
     return sorted(records, key=lambda r: (r.cell, r.trial_id))
 
 
-def leaderboard(name: str, cells: list[str], records: list[TrialRecord]) -> dict[str, Any]:
-    board: dict[str, Any] = {"name": name, "cells": {}, "trials": {}}
+def _row(r: TrialRecord) -> dict[str, Any]:
+    return {
+        "trial_id": r.trial_id,
+        "config": r.config,
+        **{k: _json_num(r.metrics.get(k)) for k in KEPT},
+        "steps": r.steps,
+        "status": r.status,
+    }
+
+
+def leaderboard(
+    name: str,
+    cells: list[str],
+    records: list[TrialRecord],
+    metric: str,
+    mode: str,
+    races: dict[str, Race] | None = None,
+    verify: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The answer per cell: the winner of its race where it was verified (``verified`` says
+    whether every fresh seed passed at every length), else its best search trial by the
+    objective. ``verify`` holds the race's settings: seeds, digits, n, threshold."""
+    search = [r for r in records if r.verify_of is None]
+    board: dict[str, Any] = {
+        "name": name,
+        "objective": {"metric": metric, "mode": mode},
+        "cells": {},
+    }
     for cell in cells:
         ranked = sorted(
-            (r for r in records if r.cell == cell and r.metrics.get("params")),
-            key=TrialRecord.rank_key,
+            (r for r in search if r.cell == cell and r.metrics.get("params")),
+            key=lambda r: r.rank_key(metric, mode),
         )
-        if ranked:
-            best = ranked[0]
+        race = (races or {}).get(cell)
+        winner = race.winner() if race else None
+        if winner is not None:
+            best = next(r for r in ranked if r.trial_id == winner.trial_id)
+            digits, threshold = verify["digits"], verify["threshold"]
             board["cells"][cell] = {
-                "trial_id": best.trial_id,
-                "config": best.config,
-                **{k: _json_num(best.metrics.get(k)) for k in SUMMARY_KEYS},
-                "steps": best.steps,
-                "samples_to_solve": _json_num(best.samples_to_solve),
-                "status": best.status,
+                **_row(best),
+                "search_rank": winner.rank,
+                "verified": len(winner.runs) >= race.seeds and winner.passed(),
+                "verify": summary(winner, digits, threshold),
+                "candidates": [summary(c, digits, threshold) for c in race.candidates],
             }
-    counts = {"total": len(records)}
+        elif ranked:
+            board["cells"][cell] = {**_row(ranked[0]), "search_rank": 1, "verified": False}
+    if verify is not None:
+        board["verify"] = verify
+    counts = {"total": len(search)}
     for s in ("completed", "stopped", "diverged", "errored", "running"):
-        counts[s] = sum(r.status == s for r in records)
+        counts[s] = sum(r.status == s for r in search)
     board["trials"] = counts
-    board["compute"] = {
-        cell: {
-            "trials": sum(r.cell == cell for r in records),
-            "training_steps": sum(r.steps for r in records if r.cell == cell),
-            "trial_seconds": round(sum(r.seconds for r in records if r.cell == cell), 1),
-        }
-        for cell in cells
-    }
+    board["compute"] = {cell: compute(records, cell) for cell in cells}
     return board
+
+
+def compute(records: list[TrialRecord], cell: str) -> dict[str, Any]:
+    """What one cell's trials cost: the search's and the verification's apart."""
+    out = {}
+    for stage, mine in (
+        ("search", [r for r in records if r.cell == cell and r.verify_of is None]),
+        ("verify", [r for r in records if r.cell == cell and r.verify_of is not None]),
+    ):
+        out[stage] = {
+            "trials": len(mine),
+            "training_steps": sum(r.steps for r in mine),
+            "gflop": round(sum(r.metrics.get("gflop") or 0.0 for r in mine), 3),
+            "trial_seconds": round(sum(r.seconds for r in mine), 1),
+        }
+    return out
 
 
 def _json_num(v: Any) -> Any:
@@ -122,11 +157,11 @@ def _json_num(v: Any) -> Any:
 
 COLUMNS = (
     "cell",
+    "verified",
+    "search rank",
+    "cost_to_solve (GFLOP)",
     "exact_match",
-    "digit_acc",
-    "val_loss",
     "solved_step",
-    "samples_to_solve",
     "params",
     "layers",
     "hidden",
@@ -140,19 +175,20 @@ def table_rows(board: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for cell, b in board["cells"].items():
         cfg = b["config"]
+        verified = b.get("verified")
         rows.append(
             [
                 cell,
-                b["exact_match"],
-                b["digit_acc"],
-                b["val_loss"],
-                b["solved_step"],
-                b["samples_to_solve"],
-                b["params"],
-                cfg["layers"],
-                cfg["hidden"],
-                cfg["lr"],
-                cfg["batch_size"],
+                "yes" if verified else ("no" if "verify" in b else "-"),
+                b.get("search_rank", 1),
+                b.get("cost_to_solve"),
+                b.get("exact_match"),
+                b.get("solved_step"),
+                b.get("params"),
+                cfg.get("layers"),
+                cfg.get("hidden"),
+                cfg.get("lr"),
+                cfg.get("batch_size"),
                 b["trial_id"],
             ]
         )
@@ -167,41 +203,89 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def verify_lines(board: dict[str, Any]) -> list[str]:
+    """The verification in markdown: per cell and length the spread over fresh seeds, the cost
+    to solve per seed, what racing dropped, and where it reordered the search's ranking."""
+    v = board.get("verify")
+    if not v:
+        return []
+    lines = [
+        f"Verified: each cell's {v['top']} best settings retrained with up to {v['seeds']} fresh "
+        f"seeds (racing drops those that cannot win), each scored on {v['n']} fresh sums of "
+        f"{', '.join(map(str, v['digits']))} digits; a seed passes at exact-match >= "
+        f"{v['threshold']} on every length.",
+        "",
+        "| cell | candidate (search rank) | seeds | digits | mean exact-match | min | seeds "
+        "passed | GFLOP to solve per seed | dropped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell, b in board["cells"].items():
+        for c in b.get("candidates", []):
+            chosen = c["trial_id"] == b["trial_id"]
+            who = f"{'**' if chosen else ''}{c['trial_id']} (#{c['rank']}){'**' if chosen else ''}"
+            costs = ", ".join(_fmt(g) for g in c["gflop_to_solve"]) or "-"
+            dropped = c["dropped"] or "-"
+            for d, s in c["digits"].items():
+                lines.append(
+                    f"| {cell} | {who} | {len(c['seeds'])} | {d} | {_fmt(s['mean'])} | "
+                    f"{_fmt(s['min'])} | {s['solved']}/{s['n']} | {costs} | {dropped} |"
+                )
+    notes = [
+        f"- {cell}: verification chose the search's #{b['search_rank']} "
+        f"({b['trial_id']}) over its #1"
+        for cell, b in board["cells"].items()
+        if b.get("search_rank", 1) != 1
+    ]
+    notes += [
+        f"- {cell}: not verified: not every fresh seed passed at every length"
+        for cell, b in board["cells"].items()
+        if "verify" in b and not b.get("verified")
+    ]
+    return [*lines, "", *notes] if notes else lines
+
+
 def markdown(board: dict[str, Any], wall_s: float | None = None) -> str:
+    obj = board.get("objective", {})
     lines = [f"# Leaderboard: {board['name']}", ""]
+    if board.get("partial"):
+        lines += ["**Partial**: the time budget ended the search before its plan.", ""]
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for row in table_rows(board):
         lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
     t = board["trials"]
-    lines += ["", "Trials: " + ", ".join(f"{k} {v}" for k, v in t.items())]
+    lines += ["", "Search trials: " + ", ".join(f"{k} {v}" for k, v in t.items())]
     for cell, c in board.get("compute", {}).items():
+        s, v = c["search"], c["verify"]
         lines.append(
-            f"- {cell}: {c['trials']} trials, {c['training_steps']} training steps, "
-            f"{c['trial_seconds']} trial-seconds"
+            f"- {cell}: search {s['trials']} trials, {s['gflop']:.4g} GFLOP, "
+            f"{s['trial_seconds']} trial-seconds; verification {v['trials']} runs, "
+            f"{v['gflop']:.4g} GFLOP, {v['trial_seconds']} trial-seconds"
         )
     if wall_s is not None:
         lines.append(f"\nWall time: {wall_s:.0f} s")
     lines.append(
-        "\nBest = highest test exact-match, then fewest samples to solve "
-        "(solved_step x batch_size), then fewest parameters."
+        f"\nSearch rank = by the objective, {obj.get('metric')} ({obj.get('mode')}), then fewer "
+        "parameters. The answer per cell is the winner of its verification where there is one."
     )
-    return "\n".join(lines) + "\n"
+    more = verify_lines(board)
+    return "\n".join(lines + ([""] + more if more else [])) + "\n"
 
 
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
     config_keys = sorted({k for r in records for k in r.config})
-    metric_keys = [*SUMMARY_KEYS]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
                 "trial_id",
                 "cell",
+                "stage",
                 "status",
                 "steps",
                 "seconds",
-                *metric_keys,
+                "verify_of",
+                *KEPT,
                 *(f"config/{k}" for k in config_keys),
             ]
         )
@@ -210,10 +294,12 @@ def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
                 [
                     r.trial_id,
                     r.cell,
+                    "search" if r.verify_of is None else "verify",
                     r.status,
                     r.steps,
                     round(r.seconds, 2),
-                    *[_fmt_csv(r.metrics.get(k)) for k in metric_keys],
+                    r.verify_of or "",
+                    *[_fmt_csv(r.metrics.get(k)) for k in KEPT],
                     *[r.config.get(k) for k in config_keys],
                 ]
             )
@@ -224,20 +310,36 @@ def _fmt_csv(v: Any) -> Any:
 
 
 def write_results(
-    folder: Path, space, *, searcher=None, wall_s=None, mode="disabled", project="adder-search"
+    folder: Path,
+    space,
+    *,
+    searcher=None,
+    wall_s=None,
+    partial=False,
+    mode="disabled",
+    project="adder-search",
 ) -> dict:
     """leaderboard.json/.md, trials.csv, optuna.db, the W&B leaderboard run; prints the table."""
     records = load_trials(folder)
-    board = leaderboard(space.name, list(space.cells), records)
+    races = searcher.races.races if searcher is not None and searcher.races else None
+    verify = None
+    if space.verify is not None:
+        v = space.verify
+        verify = {"top": v.top, "seeds": v.seeds, "digits": space.verify_digits(), "n": v.n,
+                  "threshold": v.threshold}  # fmt: skip
+    board = leaderboard(
+        space.name, list(space.cells), records, space.metric, space.mode, races, verify
+    )
+    board["partial"] = partial
     if wall_s is not None:
         board["wall_s"] = round(wall_s, 1)
-    (folder / "leaderboard.json").write_text(json.dumps(board, indent=2) + "\n")
-    (folder / "leaderboard.md").write_text(markdown(board, wall_s))
-    write_trials_csv(folder / "trials.csv", records)
+    (folder / LEADERBOARD_JSON).write_text(json.dumps(board, indent=2) + "\n")
+    (folder / LEADERBOARD_MD).write_text(markdown(board, wall_s))
+    write_trials_csv(folder / TRIALS_CSV, records)
     if searcher is not None:
-        from search.percell import export_studies
+        from search.studies import export_studies
 
-        export_studies(searcher.optuna_studies(), folder / "optuna.db", space.name)
+        export_studies(searcher.optuna_studies(), folder / OPTUNA_DB, space.name, space.metric)
     _log_leaderboard(folder, board, mode, project)
     print(markdown(board, wall_s), file=sys.stdout)
     return board
@@ -253,8 +355,13 @@ def _log_leaderboard(folder: Path, board: dict[str, Any], mode: str, project: st
         group=board["name"],
         name=f"{board['name']}-leaderboard",
         job_type="leaderboard",
-        config={"search": board["name"]},
+        config={"search": board["name"], "objective": board.get("objective")},
     )
     run.log_table("leaderboard", list(COLUMNS), table_rows(board))
-    run.summarize({f"{cell}/exact_match": b["exact_match"] for cell, b in board["cells"].items()})
+    run.summarize(
+        {
+            **{f"{cell}/exact_match": b["exact_match"] for cell, b in board["cells"].items()},
+            **{f"{cell}/verified": b.get("verified") for cell, b in board["cells"].items()},
+        }
+    )
     run.finish()

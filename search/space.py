@@ -15,17 +15,10 @@ from typing import Any
 
 import yaml
 
-from adder.config import CELLS, TrainConfig, field_type
+from adder.config import CELLS, SOLVED, TrainConfig, field_type
 from adder.errors import UserError
+from search.metrics import OBJECTIVES
 
-METRICS = {  # what the trainer reports, and which way is better
-    "val_loss": "min",
-    "digit_acc": "max",
-    "exact_match": "max",
-    "iid_val_loss": "min",
-    "iid_digit_acc": "max",
-    "iid_exact_match": "max",
-}
 BUDGET_OWNS = ("steps", "eval_every", "stop_when_solved", "cell")  # not settable in fixed/params
 
 
@@ -54,20 +47,53 @@ class Param:
 
 @dataclass(frozen=True)
 class Budget:
-    max_steps: int = 3000
+    max_steps: int = 3000  # training steps of one trial at most
     eval_every: int = 100
-    grace_steps: int = 300
+    # ASHA's first rung, in training steps or (grace_gflop) in training GFLOP: with GFLOP, rungs
+    # are compute, so a narrow model gets more steps than a wide one before it is compared.
+    grace_steps: int | None = None  # neither given: 300 steps
+    grace_gflop: float | None = None
     reduction_factor: float = 3.0
     stop_when_solved: bool = True
+    time_s: float | None = None  # the whole search, verification included
+    target: float | None = None  # in the objective's unit: a cell stops once verified there
+
+    @property
+    def rung_attr(self) -> str:
+        """The reported metric ASHA's rungs are counted in."""
+        return "gflop" if self.grace_gflop is not None else "step"
+
+    @property
+    def grace(self) -> float:
+        if self.grace_gflop is not None:
+            return self.grace_gflop
+        return 300 if self.grace_steps is None else self.grace_steps
 
 
 BUDGET_TYPES = {
     "max_steps": int,
     "eval_every": int,
     "grace_steps": int,
+    "grace_gflop": float,
     "reduction_factor": float,
     "stop_when_solved": bool,
+    "time_s": float,
+    "target": float,
 }
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Fresh-seed verification of each cell's leading candidates (search.racing)."""
+
+    top: int = 3  # candidates per cell: the search's best by its objective
+    seeds: int = 5  # fresh training seeds each, at most (racing drops the ones that cannot win)
+    digits: tuple[int, ...] = ()  # lengths scored on fresh sums; () = the space's test_digits
+    n: int = 1000  # fresh sums per length
+    threshold: float = SOLVED  # exact-match a seed must reach at every length to pass
+
+
+VERIFY_TYPES = {"top": int, "seeds": int, "digits": list, "n": int, "threshold": float}
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,7 @@ class Space:
     # Settings each cell's study tries first (Tune's and Optuna's points_to_evaluate): partial
     # mappings of searched parameters; what a point leaves out is sampled, as is the rest.
     points: tuple[dict[str, Any], ...] = ()
+    verify: Verify | None = None  # None: the leaderboard is the search's, unverified
     source: str = "<space>"
 
     def trials_for(self, cell: str) -> int:
@@ -116,9 +143,21 @@ class Space:
             "stop_when_solved": b.stop_when_solved,
         }
 
+    def objective(self) -> dict[str, str]:
+        return {"metric": self.metric, "mode": self.mode}
+
+    def verify_digits(self) -> list[int]:
+        """The lengths verification scores (the space's test length unless it names them)."""
+        if self.verify and self.verify.digits:
+            return list(self.verify.digits)
+        return [self.base_config(self.cells[0])["test_digits"]]
+
     def override(self, **changes: Any) -> Space:
-        """A copy with CLI overrides applied (``None`` means not given), checked again."""
+        """A copy with CLI overrides applied (``None`` means not given), checked again.
+        ``verify=False`` turns verification off."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        if changes.get("verify") is False:
+            changes["verify"] = None
         budget = {k: changes.pop(k) for k in list(changes) if k in _names(Budget)}
         new = dataclasses.replace(
             self, budget=dataclasses.replace(self.budget, **budget), **changes
@@ -145,6 +184,27 @@ class Sampler:
                 trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
             else:
                 trial.suggest_categorical(p.name, list(p.choices))
+
+
+def distributions(params: tuple[Param, ...], cell: str) -> dict[str, Any]:
+    """The Optuna distribution of every parameter one cell's study searches."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out: dict[str, Any] = {}
+    for p in params:
+        if not p.applies_to(cell):
+            continue
+        if p.kind == "int":
+            out[p.name] = IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
+        elif p.kind == "float":
+            out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        else:
+            out[p.name] = CategoricalDistribution(list(p.choices))
+    return out
 
 
 def load_space(path: str | Path) -> Space:
@@ -178,6 +238,7 @@ TOP = {
     "fixed",
     "params",
     "points_to_evaluate",
+    "verify",
 }
 SAMPLER_NAMES = ("tpe", "random", "grid")
 SCHEDULER_NAMES = ("asha", "fifo")
@@ -206,24 +267,35 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         raise err(
             "cells", f"{cells!r} is invalid; expected a non-empty list of {', '.join(CELLS)}"
         )
-    objective = _mapping(
-        doc.get("objective", {"metric": "val_loss", "mode": "min"}), "objective", err
-    )
+    objective = _mapping(doc.get("objective", {}), "objective", err)
     for key in objective:
         if key not in ("metric", "mode"):
             raise err(f"objective.{key}", "unknown key; expected metric or mode")
-    metric = objective.get("metric", "val_loss")
-    if not isinstance(metric, str) or metric not in METRICS:
+    metric = objective.get("metric", "cost_to_solve")
+    if not isinstance(metric, str) or metric not in OBJECTIVES:
         raise err(
-            "objective.metric", f"{metric!r} is invalid; expected one of {', '.join(METRICS)}"
+            "objective.metric", f"{metric!r} is invalid; expected one of {', '.join(OBJECTIVES)}"
         )
-    mode = objective.get("mode", METRICS[metric])
+    mode = objective.get("mode", OBJECTIVES[metric])
     budget = _mapping(doc.get("budget", {}), "budget", err)
     for key in budget:
         if key not in _names(Budget):
             raise err(f"budget.{key}", f"unknown key; expected one of {', '.join(_names(Budget))}")
     for key, value in budget.items():
-        _typecheck(value, BUDGET_TYPES[key], f"budget.{key}", err)
+        budget[key] = _typecheck(value, BUDGET_TYPES[key], f"budget.{key}", err)
+    verify = None
+    if "verify" in doc:
+        spec = _mapping(doc["verify"], "verify", err)
+        for key, value in spec.items():
+            if key not in VERIFY_TYPES:
+                raise err(
+                    f"verify.{key}", f"unknown key; expected one of {', '.join(VERIFY_TYPES)}"
+                )
+            spec[key] = _typecheck(value, VERIFY_TYPES[key], f"verify.{key}", err)
+        digits = spec.pop("digits", [])
+        for d in digits:
+            _typecheck(d, int, "verify.digits", err)
+        verify = Verify(**spec, digits=tuple(digits))
 
     fixed = _mapping(doc.get("fixed", {}), "fixed", err)
     for key, value in fixed.items():
@@ -246,9 +318,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         trials=doc.get("trials", 24),
         metric=metric,
         mode=mode,
-        budget=Budget(
-            **{k: float(v) if k == "reduction_factor" else v for k, v in budget.items()}
-        ),
+        budget=Budget(**budget),
         fixed=fixed,
         params=tuple(params),
         seed=doc.get("seed", 0),
@@ -256,6 +326,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         sampler=doc.get("sampler", "tpe"),
         scheduler=doc.get("scheduler", "asha"),
         points=_points(doc.get("points_to_evaluate", []), err),
+        verify=verify,
         source=where,
     )
     _check_space(space)
@@ -295,14 +366,38 @@ def _check_space(s: Space) -> None:
         raise err("objective.mode", f"{s.mode!r} is invalid; expected min or max")
     b = s.budget
     for key in ("max_steps", "eval_every", "grace_steps"):
-        if getattr(b, key) < 1:
+        if getattr(b, key) is not None and getattr(b, key) < 1:
             raise err(f"budget.{key}", f"{getattr(b, key)!r} is invalid; expected an integer >= 1")
     if b.eval_every > b.max_steps:
         raise err("budget.eval_every", f"{b.eval_every} > max_steps {b.max_steps}; expected <=")
-    if b.grace_steps > b.max_steps:
+    if b.grace_steps is not None and b.grace_steps > b.max_steps:
         raise err("budget.grace_steps", f"{b.grace_steps} > max_steps {b.max_steps}; expected <=")
+    if b.grace_steps is not None and b.grace_gflop is not None:
+        raise err("budget.grace_gflop", "grace_steps is given too; expected one of the two")
+    for key in ("grace_gflop", "time_s"):
+        v = getattr(b, key)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise err(f"budget.{key}", f"{v!r} is invalid; expected a number > 0")
+    if b.target is not None and not math.isfinite(b.target):
+        raise err("budget.target", f"{b.target!r} is invalid; expected a finite number")
+    if b.target is not None and s.verify is None:
+        raise err("budget.target", "a target is reached by a verified candidate; expected verify")
     if not b.reduction_factor > 1:
         raise err("budget.reduction_factor", f"{b.reduction_factor!r} is invalid; expected > 1")
+    if s.verify is not None:
+        v = s.verify
+        for key in ("top", "seeds", "n"):
+            if getattr(v, key) < 1:
+                raise err(
+                    f"verify.{key}", f"{getattr(v, key)!r} is invalid; expected an integer >= 1"
+                )
+        if not 0 < v.threshold <= 1:
+            raise err(
+                "verify.threshold", f"{v.threshold!r} is invalid; expected a number in (0, 1]"
+            )
+        for d in v.digits:
+            if not 1 <= d <= 100_000:
+                raise err("verify.digits", f"{d!r} is invalid; expected integers in [1, 100000]")
     for p in s.params:
         for c in p.cells:  # may name a cell that --cells left out, not an unknown one
             if not isinstance(c, str) or c not in CELLS:

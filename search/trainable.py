@@ -16,21 +16,19 @@ from ray import tune
 
 from adder.config import TrainConfig
 from adder.train import load_checkpoint, save_checkpoint, train
+from search.metrics import cost_to_solve
+from search.racing import VERIFY_KEYS
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite losses become +inf (ranks worst, compares cleanly in ASHA and Optuna)."""
-    return {
+    """Non-finite losses become +inf (ranks worst, compares cleanly in ASHA and Optuna), and the
+    report gains the default objective, ``cost_to_solve``."""
+    out = {
         k: math.inf if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()
     }
-
-
-# Keys a trial's config may carry besides TrainConfig's: `adder verify` asks for a final
-# evaluation of the trained model on these operand lengths, n sums each, and names the search
-# trial whose setting this retrains.
-VERIFY_KEYS = ("verify_digits", "verify_n", "verify_of")
+    return {**out, "cost_to_solve": cost_to_solve(out)}
 
 
 def trainable(config: dict[str, Any]) -> None:
@@ -60,11 +58,12 @@ def trainable(config: dict[str, Any]) -> None:
         worst = {"val_loss": math.inf, "digit_acc": 0.0, "exact_match": 0.0, "node_id": node}
         tune.report(finite({**result, **worst}))
     if config.get("verify_digits") and final_state is not None:
-        tune.report({**result, "node_id": node, **verify(final_state(), config)})
+        tune.report(finite({**result, "node_id": node, **verify(final_state(), config)}))
 
 
 def verify(state: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
-    """Exact-match and digit accuracy of the trained model on fresh held-out sums per length."""
+    """Exact-match, digit accuracy and loss of the trained model on fresh held-out sums (never
+    selected on) of every length ``verify_digits`` names."""
     from adder.data import held_out
     from adder.models import Adder
     from adder.train import evaluate, resolve_device
@@ -77,7 +76,8 @@ def verify(state: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
     for d in config["verify_digits"]:
         m = evaluate(model, held_out(config["verify_n"], d, device, seed=VERIFY_SEED))
         out[f"exact_match_{d}"], out[f"digit_acc_{d}"] = m["exact_match"], m["digit_acc"]
-    return out
+        out[f"loss_{d}"] = m["loss"]
+    return {**out, "seed": cfg.seed}
 
 
 VERIFY_SEED = 777_000  # held-out sets of their own, not the search's test sets

@@ -1,14 +1,17 @@
 """``adder search``: Ray Tune runs the trials, per-cell Optuna TPE samples them, per-cell ASHA
-stops the weak ones, W&B records every curve, and the results folder gets the answer.
+stops the weak ones, each cell's leading candidates race on fresh seeds, W&B records every curve,
+and the results folder gets the verified answer (its names: search.layout).
 
-    results/<name>/tune/           Tune's experiment (trial checkpoints, state for --resume)
+    results/<name>/tune/           Tune's experiment (trials, verification runs, --resume state)
     results/<name>/wandb/          offline W&B runs
-    results/<name>/leaderboard.*   the best setting per cell; trials.csv; optuna.db
+    results/<name>/leaderboard.*   the answer per cell, verified; trials.csv; optuna.db
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -21,9 +24,8 @@ from pathlib import Path
 
 from adder.errors import UserError
 from search.files import writable_dir
+from search.layout import EXPERIMENT, SPACE_JSON
 from search.space import Space
-
-EXPERIMENT = "tune"
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Options:
     wandb: str = "auto"
     wandb_project: str = "adder-search"
     max_failures: int = 2
+    warm_start: Path | None = None  # an earlier search's folder: its trials join the studies
 
 
 def prepare(space: Space, opts: Options) -> Path:
@@ -113,75 +116,73 @@ def trial_resources(opts: Options) -> tuple[dict[str, float], int]:
 
 
 def run(space: Space, opts: Options) -> dict:
-    """Run (or resume) the search to the end; write the results; return the leaderboard."""
+    """Run (or resume) the search to the end, its verification included; write the results;
+    return the leaderboard."""
+    warm = None
+    if opts.warm_start is not None:  # checked before anything is made: a mismatch is one line
+        from search.studies import warm_trials
+
+        warm = warm_trials(opts.warm_start, space)
     folder = prepare(space, opts)
     from search.tracking import resolve_mode, sync_hint
 
     mode = resolve_mode(opts.wandb)
     connect(opts.address)
 
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-
-    from search.callbacks import ProgressCallback, WandbCallback
-    from search.percell import SCHEDULERS, PerCellSearch
+    from search import experiment
+    from search._internals import restored_parts
     from search.results import write_results
-    from search.trainable import trainable
+    from search.schedulers import SCHEDULERS
+    from search.searcher import PerCellSearch
 
     per_trial, max_concurrent = trial_resources(opts)
-    fn = tune.with_resources(trainable, per_trial)
     total = sum(space.trials_for(c) for c in space.cells)
-
-    run_config = tune.RunConfig(
-        name=EXPERIMENT,
-        storage_path=str(folder),
-        # Keep every checkpoint while the search runs: with num_to_keep, a driver killed between
-        # Tune deleting a trial's old checkpoint and saving its state leaves a state that names a
-        # deleted checkpoint, and --resume fails that trial (seen here). Pruned at the end.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        callbacks=[
-            JsonLoggerCallback(),
-            WandbCallback(mode, folder, opts.wandb_project, space.name),
-            ProgressCallback(total),
-        ],
-        verbose=0,  # ProgressCallback says what matters, one line per trial
-    )
     if mode == "offline":
         print(sync_hint(folder), file=sys.stderr)
+    v = space.verify
+    then = f"; then verify the top {v.top} per cell on up to {v.seeds} fresh seeds" if v else ""
     print(
         f"adder search: {space.name}: {total} trials ({', '.join(space.cells)}; "
-        f"{space.sampler}, {space.scheduler}), {max_concurrent} at a time, {per_trial} each, "
-        f"results in {folder}",
+        f"{space.sampler}, {space.scheduler}){then}, {max_concurrent} at a time, "
+        f"{per_trial} each, results in {folder}",
         file=sys.stderr,
     )
-    searcher = PerCellSearch(space)
     if opts.resume:
-        tuner = tune.Tuner.restore(
-            str(folder / EXPERIMENT), trainable=fn, resume_unfinished=True, resume_errored=True
-        )
-        searcher = tuner._local_tuner._tune_config.search_alg.searcher  # the restored one
+        tuner = experiment.restore(folder, EXPERIMENT, per_trial)
+        searcher, scheduler = restored_parts(tuner)
+        if space.budget.time_s is not None:  # a new --time-budget: the whole search's, again
+            searcher.clock.limit_s = space.budget.time_s
+        scheduler.clock = searcher.clock  # the scheduler was pickled apart from the searcher
     else:
-        from ray.tune.search import ConcurrencyLimiter
-
-        tuner = tune.Tuner(
-            fn,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
-                scheduler=SCHEDULERS[space.scheduler](space),
-                num_samples=total,
-                reuse_actors=True,
-                trial_name_creator=trial_name,
-                trial_dirname_creator=trial_name,
-            ),
-            run_config=run_config,
+        space_json = {**dataclasses.asdict(space), "objective": space.objective()}
+        (folder / SPACE_JSON).write_text(json.dumps(space_json, indent=2, default=str) + "\n")
+        searcher = PerCellSearch(space, slots=max_concurrent, warm=warm)
+        tuner = experiment.build(
+            folder,
+            EXPERIMENT,
+            searcher=searcher,
+            scheduler=SCHEDULERS[space.scheduler](space, searcher.clock),
+            per_trial=per_trial,
+            max_concurrent=max_concurrent,
+            max_failures=opts.max_failures,
+            wandb=(mode, opts.wandb_project, space.name),
+            total=total,
         )
     t0 = time.perf_counter()
     with _catch_interrupt(folder):
         tuner.fit()
     wall = time.perf_counter() - t0
+    partial = searcher.clock.over() and not searcher.complete()
+    if partial:
+        print(f"adder search: time budget of {searcher.clock.limit_s:g} s spent", file=sys.stderr)
     board = write_results(
-        folder, space, searcher=searcher, wall_s=wall, mode=mode, project=opts.wandb_project
+        folder,
+        space,
+        searcher=searcher,
+        wall_s=wall,
+        partial=partial,
+        mode=mode,
+        project=opts.wandb_project,
     )
     _clean_tmp(folder)
     return board
@@ -227,11 +228,6 @@ def _catch_interrupt(folder: Path):
         tune_log.removeFilter(drop)
     if caught:
         raise Interrupted(f"interrupted, no leaderboard written; {hint}")
-
-
-def trial_name(trial) -> str:
-    """``gru_1a2b3c4d``: short folder names that say what ran."""
-    return f"{trial.config.get('cell', 'trial')}_{trial.trial_id}"
 
 
 def _clean_tmp(folder: Path) -> None:

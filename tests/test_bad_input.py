@@ -65,6 +65,12 @@ SPACES: dict[str, str | bytes] = {
     "cell_mapping": GOOD.replace("[gru, rnn]", "[gru, {rnn: 1}]"),
     "param_cells_list": GOOD.replace("log: true}", "log: true, cells: [[rnn]]}"),
     "step_nan": GOOD.replace("[8, 16]}", "[8, 16], step: .nan}"),
+    "verify_top_zero": GOOD + "verify: {top: 0}\n",
+    "verify_unknown": GOOD + "verify: {sedes: 3}\n",
+    "verify_digits": GOOD + "verify: {digits: [10, 0]}\n",
+    "grace_both": GOOD.replace("grace_steps: 10,", "grace_steps: 10, grace_gflop: 1.0,"),
+    "target_unverified": GOOD.replace("reduction_factor: 2}", "reduction_factor: 2, target: 5}"),
+    "time_negative": GOOD.replace("reduction_factor: 2}", "reduction_factor: 2, time_s: -5}"),
 }
 
 
@@ -89,6 +95,19 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     started.mkdir(parents=True)
     (started / "experiment_state-2026.json").write_text("{}")
     names["started"] = d / "started"
+    # a finished search whose study searched hidden over another range than GOOD's
+    import optuna
+
+    warm = d / "warm"
+    warm.mkdir()
+    (warm / "leaderboard.json").write_text(json.dumps({"name": "old", "objective": {
+        "metric": "cost_to_solve", "mode": "min"}, "cells": {}}))  # fmt: skip
+    study = optuna.create_study(study_name="old-gru", storage=f"sqlite:///{warm}/optuna.db")
+    study.add_trial(optuna.trial.create_trial(
+        params={"hidden": 32, "lr": 0.005}, value=1.0, distributions={
+            "hidden": optuna.distributions.IntDistribution(8, 64),
+            "lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}))  # fmt: skip
+    names["warm"] = warm
 
     # a real checkpoint (two training steps), then broken copies of it
     cfg = TrainConfig(
@@ -176,6 +195,12 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["{space_param_cells_list}", "params.lr.cells"],
     ),
     "space: step NaN": (["search", "{space_step_nan}"], ["{space_step_nan}", "params.hidden"]),
+    "space: verify.top 0": (["search", "{space_verify_top_zero}"], ["verify.top"]),
+    "space: verify unknown key": (["search", "{space_verify_unknown}"], ["verify.sedes"]),
+    "space: verify.digits 0": (["search", "{space_verify_digits}"], ["verify.digits", "0"]),
+    "space: two graces": (["search", "{space_grace_both}"], ["budget.grace_gflop"]),
+    "space: target, no verify": (["search", "{space_target_unverified}"], ["budget.target"]),
+    "space: time_s < 0": (["search", "{space_time_negative}"], ["budget.time_s", "-5"]),
     "space: missing file": (["search", "{dir}/nowhere.yaml"], ["{dir}/nowhere.yaml"]),
     "space: a folder": (["search", "{dir}"], ["{dir}"]),
     # the flags of adder search / train / eval
@@ -198,6 +223,16 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "flag: --results under a file": (
         ["search", "{good}", "--results", "{a_file}/sub", "--wandb", "disabled"],
         ["{a_file}/sub", "cannot be written"],
+    ),
+    "flag: --time-budget 0": ([*S, "--time-budget", "0"], ["time_s", "0"]),
+    "flag: --time-budget soon": ([*S, "--time-budget", "soon"], ["--time-budget", "'soon'"]),
+    "flag: --warm-start, no search there": (
+        [*S, "--warm-start", "{dir}/nowhere"],
+        ["--warm-start {dir}/nowhere", "optuna.db"],
+    ),
+    "flag: --warm-start, other ranges": (
+        [*S, "--warm-start", "{warm}"],
+        ["--warm-start {warm}", "gru parameter 'hidden'", "[8, 64]", "[8, 16]"],
     ),
     "flag: train --dropout 1.5": (["train", "--dropout", "1.5", "--out", "{dir}/t"], ["dropout"]),
     "flag: train --optimizer rmsprop": (
@@ -243,6 +278,7 @@ CROSS_SECTION = [
     "space: step NaN",
     "flag: --trials x",
     "flag: --resume, nothing to resume",
+    "flag: --warm-start, other ranges",
     "operand: 12a",
     "checkpoint: truncated",
     "checkpoint: other cell type",

@@ -26,8 +26,9 @@ def rows(folder: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def result_steps(folder: Path, cell: str, trial_id: str) -> list[int]:
-    lines = (folder / "tune" / f"{cell}_{trial_id}" / "result.json").read_text().splitlines()
+def result_steps(folder: Path, cell: str, trial_id: str, name: str | None = None) -> list[int]:
+    trial_dir = folder / "tune" / (name or f"{cell}_{trial_id}")
+    lines = (trial_dir / "result.json").read_text().splitlines()
     return [json.loads(line)["step"] for line in lines if line.strip()]
 
 
@@ -65,42 +66,68 @@ def test_smoke_search_end_to_end(smoke_results):
     folder, p = smoke_results
     board = json.loads((folder / "leaderboard.json").read_text())
     assert board["name"] == "smoke" and set(board["cells"]) == set(CELLS)
+    assert board["objective"] == {"metric": "cost_to_solve", "mode": "min"}
+    assert board["partial"] is False
+    assert board["verify"] == {"top": 2, "seeds": 2, "digits": [10, 20], "n": 200,
+                               "threshold": 0.999}  # fmt: skip
     for cell, best in board["cells"].items():
         assert best["config"]["cell"] == cell
-        for key in (
-            "trial_id",
-            "exact_match",
-            "digit_acc",
-            "val_loss",
-            "solved_step",
-            "steps",
-            "params",
-        ):
+        for key in ("trial_id", "exact_match", "val_loss", "cost_to_solve", "gflop", "params"):
             assert key in best
+        # verified inside the search: the winner of the cell's race, with every fresh seed
+        assert isinstance(best["verified"], bool)
+        v = best["verify"]
+        assert v["trial_id"] == best["trial_id"] and v["seeds"] == [10_000, 10_001]
+        for d in ("10", "20"):
+            assert v["digits"][d]["n"] == 2 and 0 <= v["digits"][d]["min"] <= 1
+        cands = best["candidates"]
+        assert [c["rank"] for c in cands] == [1, 2][: len(cands)]
+        assert best["search_rank"] in [c["rank"] for c in cands]
+        for c in cands:  # a dropped candidate says why; only the winner needs every seed
+            assert len(c["seeds"]) <= 2 and (c["dropped"] or len(c["seeds"]) == 2)
+        assert best["verified"] == all(v["digits"][d]["solved"] == 2 for d in ("10", "20"))
     counts = board["trials"]
     assert counts["total"] == 12 and counts["errored"] == 0 and counts["running"] == 0
     assert counts["stopped"] >= 1, "ASHA stopped no trial"
     assert "Leaderboard: smoke" in p.stdout and all(f"| {c} |" in p.stdout for c in CELLS)
     assert (folder / "leaderboard.md").read_text().count("|") > 10
+    assert "[verify " in p.stderr
 
     trials = rows(folder)
-    assert len(trials) == 12 and {t["cell"] for t in trials} == set(CELLS)
-    assert sum(t["status"] == "stopped" for t in trials) == counts["stopped"]
+    search_rows = [t for t in trials if t["stage"] == "search"]
+    verify_rows = [t for t in trials if t["stage"] == "verify"]
+    assert len(search_rows) == 12 and {t["cell"] for t in search_rows} == set(CELLS)
+    assert sum(t["status"] == "stopped" for t in search_rows) == counts["stopped"]
+    for cell in CELLS:  # every verification run retrains one of its cell's candidates
+        runs = [t for t in verify_rows if t["cell"] == cell]
+        ran = sum(len(c["seeds"]) for c in board["cells"][cell]["candidates"])
+        assert len(runs) == ran == board["compute"][cell]["verify"]["trials"]
+        ids = {c["trial_id"] for c in board["cells"][cell]["candidates"]}
+        assert {t["verify_of"] for t in runs} <= ids
+        assert {t["config/seed"] for t in runs} <= {"10000", "10001"}
 
-    # The Optuna studies: one per cell, every trial finished, none left RUNNING.
+    # The Optuna studies: one per cell, every search trial finished, none left RUNNING, and
+    # each study's value of a trial is its objective: GFLOP to solve, else 1e9 + held-out loss.
     url = f"sqlite:///{folder / 'optuna.db'}"
     assert set(optuna.get_all_study_names(url)) == {f"smoke-{c}" for c in CELLS}
+    by_params = {}
+    for t in search_rows:
+        by_params.setdefault(t["cell"], []).append(float(t["cost_to_solve"]))
     for cell in CELLS:
         study = optuna.load_study(study_name=f"smoke-{cell}", storage=url)
         assert len(study.trials) == 4
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
         assert ("nonlinearity" in study.trials[0].params) == (cell == "rnn")
+        assert sorted(t.value for t in study.trials) == pytest.approx(sorted(by_params[cell]))
+        assert study.user_attrs["objective"] == "cost_to_solve"
 
-    # Every trial's offline W&B run holds every evaluation, at its training step.
+    # Every trial's offline W&B run holds every evaluation, at its training step (a
+    # verification run's fresh scores come at its last step: one W&B step, two reports).
     for t in trials:
-        steps = result_steps(folder, t["cell"], t["trial_id"])
+        name = f"{t['cell']}_v_{t['trial_id']}" if t["stage"] == "verify" else None
+        steps = result_steps(folder, t["cell"], t["trial_id"], name)
         (run_dir,) = (folder / "wandb").glob(f"offline-run-*-smoke-{t['trial_id']}")
-        assert wandb_history_steps(run_dir) == steps
+        assert wandb_history_steps(run_dir) == list(dict.fromkeys(steps))
     tables = list((folder / "wandb").glob("offline-run-*/files/media/table/leaderboard*.json"))
     assert tables, "no W&B run holds the leaderboard table"
 

@@ -57,7 +57,7 @@ def test_points_to_evaluate_come_first_in_each_cell():
     """A space's points are each cell's first trials, less what does not apply to the cell."""
     import yaml
 
-    from search.percell import PerCellSearch
+    from search.searcher import PerCellSearch
 
     doc = yaml.safe_load(GOOD)
     doc["points_to_evaluate"] = [{"hidden": 32, "lr": 0.001, "nonlinearity": "relu"}, {}]

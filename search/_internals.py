@@ -1,0 +1,48 @@
+"""The private parts of Ray Tune and Optuna this project relies on, in one place, each with why.
+
+When an upgrade of Ray or Optuna moves one of them, this is the file to fix; tests/test_search.py
+(resume, the snapshot on a trial's end) and tests/test_racing.py go red first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def optuna_study(search: Any):
+    """The Optuna study inside a Ray ``OptunaSearch`` (its ``_ot_study``): to export it, to add
+    a warm start's trials, and to read it for the report. OptunaSearch has no public accessor."""
+    return search._ot_study
+
+
+def force_snapshot(tune_controller: Any) -> None:
+    """Ask Tune to save its experiment state at the end of this step, not at its next periodic
+    snapshot. Tune calls a scheduler's on_trial_complete just before it marks the trial
+    TERMINATED and saves at the end of the same step when this private flag is set."""
+    manager = getattr(tune_controller, "_checkpoint_manager", None)
+    if hasattr(manager, "_should_force_sync_up"):
+        manager._should_force_sync_up = True
+
+
+def restored_parts(tuner: Any) -> tuple[Any, Any]:
+    """The searcher (inside its ConcurrencyLimiter) and the scheduler of a restored Tuner: the
+    objects Tune will call, which ``Tuner.restore`` builds and keeps private."""
+    config = tuner._local_tuner._tune_config
+    return config.search_alg.searcher, config.scheduler
+
+
+def asha_tracks(asha: Any, trial: Any) -> bool:
+    """Whether an ASHA scheduler holds a record of ``trial`` (its ``_trial_info``): a trial
+    restored by --resume was never added to the fresh scheduler, and removing it would raise."""
+    return trial.trial_id in asha._trial_info
+
+
+def fail_running(study: Any) -> Any:
+    """Mark the trials of ``study`` still RUNNING as FAIL (their worker died with the driver);
+    return its storage, which ``optuna.copy_study`` needs and Study keeps private."""
+    import optuna
+
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return storage

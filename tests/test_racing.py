@@ -1,0 +1,88 @@
+"""Racing (search.racing): which candidate gets the next fresh seed, which ones are dropped, and
+who wins. Plain Python: the rules alone, with figures made up to put each rule to the test."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.metrics import UNSOLVED
+from search.racing import Candidate, Race, run_figures
+
+
+def figures(value: float, passed: bool = True) -> dict:
+    return {"value": value, "passed": passed, "exact_match": {}, "gflop_to_solve": value}
+
+
+def race(n: int = 3, seeds: int = 5, racing: bool = True) -> Race:
+    return Race([Candidate(f"t{i}", {}, i) for i in range(1, n + 1)], seeds, racing=racing)
+
+
+def play(r: Race, values: dict[str, list[float]], fails: dict[str, set[int]] | None = None):
+    """Run the race to its end; each candidate's seed j scores values[id][j]."""
+    fails = fails or {}
+    order = []
+    while (nxt := r.next_run()) is not None:
+        c, j = nxt
+        order.append((c.trial_id, j))
+        r.record(c.trial_id, j, figures(values[c.trial_id][j], j not in fails.get(c.trial_id, ())))
+    assert r.finished()
+    return order
+
+
+def test_seeds_go_out_in_rounds_then_all_at_once_to_a_lone_survivor():
+    r = race(n=2, seeds=4)
+    first = [r.next_run(), r.next_run(), r.next_run()]
+    assert [(c.trial_id, j) for c, j in first[:2]] == [("t1", 0), ("t2", 0)]
+    assert first[2] is None  # round 1 waits for both to finish round 0
+    r.record("t1", 0, figures(10))
+    assert r.next_run() is None
+    r.record("t2", 0, figures(20))
+    assert [(c.trial_id, j) for c, j in (r.next_run(), r.next_run())] == [("t1", 1), ("t2", 1)]
+    r.record("t1", 1, figures(10))
+    r.record("t2", 1, figures(20))  # two rounds: t2 is worse on both, dropped
+    assert r.candidates[1].dropped.startswith("worse than #1")
+    rest = [r.next_run(), r.next_run(), r.next_run()]  # t1 alone: its last two seeds at once
+    assert [(c.trial_id, j) for c, j in rest[:2]] == [("t1", 2), ("t1", 3)] and rest[2] is None
+
+
+def test_a_candidate_that_cannot_win_is_dropped_and_costs_no_more_seeds():
+    r = race(n=3, seeds=5)
+    values = {"t1": [10] * 5, "t2": [30] * 5, "t3": [8] * 5}
+    order = play(r, values)
+    runs = {t: sum(1 for x, _ in order if x == t) for t in values}
+    assert runs == {"t1": 2, "t2": 2, "t3": 5}  # 9 runs, not 15
+    assert r.winner().trial_id == "t3"  # the search's #3 wins on fresh seeds
+    assert {c.trial_id for c in r.candidates if c.dropped} == {"t1", "t2"}
+
+
+def test_a_failed_seed_drops_a_candidate_while_another_has_none():
+    r = race(n=2, seeds=3)
+    values = {"t1": [1, 1, 1], "t2": [50, 50, 50]}
+    play(r, values, fails={"t1": {0}})
+    t1, t2 = r.candidates
+    assert t1.dropped.startswith("failed on fresh seed #1") and len(t1.runs) == 1
+    assert r.winner() is t2 and t2.passed() and len(t2.runs) == 3
+
+
+def test_when_every_candidate_fails_the_closest_one_wins_unverified():
+    r = race(n=2, seeds=2)
+    play(r, {"t1": [UNSOLVED + 0.5] * 2, "t2": [UNSOLVED + 0.1] * 2}, {"t1": {0}, "t2": {1}})
+    assert r.winner().trial_id == "t2" and not r.winner().passed()
+
+
+def test_without_racing_every_candidate_runs_every_seed():
+    r = race(n=3, seeds=2, racing=False)
+    order = play(r, {"t1": [10, 10], "t2": [30, 30], "t3": [20, 20]})
+    assert sorted(order) == [(t, j) for t in ("t1", "t2", "t3") for j in (0, 1)]
+    assert not any(c.dropped for c in r.candidates)
+    assert r.winner().trial_id == "t1"
+
+
+def test_run_figures_pass_only_at_every_length():
+    result = {"exact_match_10": 1.0, "exact_match_100": 0.998, "solved_gflop": 3.0, "gflop": 3}
+    f = run_figures(result, [10, 100], 0.999, "cost_to_solve", "min")
+    assert not f["passed"] and f["value"] == pytest.approx(UNSOLVED + 0.002)
+    g = run_figures({**result, "exact_match_100": 0.999}, [10, 100], 0.999, "cost_to_solve", "min")
+    assert g["passed"] and g["value"] == 3.0
+    h = run_figures(result, [10, 100], 0.99, "exact_match", "max")
+    assert h["passed"] and h["value"] == pytest.approx(-0.999)
