@@ -65,6 +65,10 @@ SPACES: dict[str, str | bytes] = {
     "cell_mapping": GOOD.replace("[gru, rnn]", "[gru, {rnn: 1}]"),
     "param_cells_list": GOOD.replace("log: true}", "log: true, cells: [[rnn]]}"),
     "step_nan": GOOD.replace("[8, 16]}", "[8, 16], step: .nan}"),
+    # a setting the cell never reads: TPE would spend trials on a dead dimension
+    "dead_param": GOOD + "  nonlinearity: {choice: [tanh, relu], cells: [gru]}\n",
+    "dead_implicit": GOOD.replace("[gru, rnn]", "[gru]") + "  nonlinearity: {choice: [tanh]}\n",
+    "dead_fixed": GOOD.replace("[gru, rnn]", "[gru]").replace("50}", "50, nonlinearity: relu}"),
 }
 
 
@@ -176,6 +180,18 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["{space_param_cells_list}", "params.lr.cells"],
     ),
     "space: step NaN": (["search", "{space_step_nan}"], ["{space_step_nan}", "params.hidden"]),
+    "space: a cell that ignores a param": (
+        ["search", "{space_dead_param}"],
+        ["{space_dead_param}", "params.nonlinearity.cells", "gru"],
+    ),
+    "space: a param for no cell of the space": (
+        ["search", "{space_dead_implicit}"],
+        ["{space_dead_implicit}", "params.nonlinearity", "searches nothing", "gru"],
+    ),
+    "space: fixed for no cell": (
+        ["search", "{space_dead_fixed}"],
+        ["{space_dead_fixed}", "fixed.nonlinearity", "gru"],
+    ),
     "space: missing file": (["search", "{dir}/nowhere.yaml"], ["{dir}/nowhere.yaml"]),
     "space: a folder": (["search", "{dir}"], ["{dir}"]),
     # the flags of adder search / train / eval
