@@ -1,7 +1,8 @@
 """Training speed: `adder train` against a minimal hand-written PyTorch loop, and the cost of a
 step as the numbers grow.
 
-    python bench/train_speed.py           # 31 pairs of runs; parts; 10/100/1000 digits x 5
+    python bench/train_speed.py           # 31 pairs of runs; parts; 10/100/1000 digits x 5;
+                                          # a profile of one step at 1000 digits
     python bench/train_speed.py --smoke   # tiny sizes: checks it runs
 
 1. The same work on both sides: the same model (the project's default, a 2-layer GRU of 32 units),
@@ -10,9 +11,12 @@ step as the numbers grow.
    evaluation, of one sum, at the end); the other is written out below with nothing from this
    project. Both run in this process with one thread, alternating A, B, B, A, ...; the ratio is
    taken per pair, then the median. Then part by part: making a batch, and the update (the
-   project's model, optimizer and schedule against the hand-written ones), each on its own.
-2. Cost per step at 10, 100 and 1000 digits: ``adder.train.train``, sizes interleaved round by
-   round; a cost that grows no faster than the digits is linear or better.
+   project's ``sample`` and ``train_step``, with its model, optimizer and schedule, against the
+   hand-written ones), each on its own.
+2. Cost per step at 10, 100 and 1000 digits: ``adder.train.train`` and the hand-written loop,
+   sizes interleaved round by round; a cost that grows no faster than the digits is linear or
+   better. Then one step of each side at the largest size under torch.profiler, operator by
+   operator: where their growth differs, whether the step is where.
 
 The clock is the CPU time of this thread (``time.thread_time``): on a machine shared with other
 people's jobs, wall time mostly measures them. Wall-clock figures are printed beside it.
@@ -155,7 +159,7 @@ def components(rounds: int, calls: int) -> tuple[dict, str]:
 
     from adder.config import TrainConfig
     from adder.data import sample
-    from adder.train import build
+    from adder.train import build, train_step
 
     B, D = SETTING["batch_size"], SETTING["train_digits"]
     cfg = TrainConfig(**SETTING, device="cpu")
@@ -164,14 +168,10 @@ def components(rounds: int, calls: int) -> tuple[dict, str]:
     g = torch.Generator().manual_seed(0)
     fixed = sample(B, D, generator=g)
 
-    def ours_step():
-        hand_step(model, opt, *fixed)  # the same update; the model and optimizer are the project's
-        sched.step()
-
     parts = {
         "make a batch": (lambda: sample(B, D, generator=g), lambda: hand_batch(g, B, D)),
         "forward, backward, update (+ schedule)": (
-            ours_step,
+            lambda: train_step(model, opt, sched, fixed),  # the step `adder train` takes
             lambda: hand_step(net, hopt, *fixed),
         ),
     }
@@ -182,8 +182,9 @@ def components(rounds: int, calls: int) -> tuple[dict, str]:
     for _ in range(rounds):
         for name, (ours, hand) in parts.items():
             spent = [0.0, 0.0]
-            for _ in range(calls):  # call by call, in turn: both sides see the same machine
-                for side, fn in ((0, ours), (1, hand)):
+            for i in range(calls):  # call by call, in turn, each side first half the time
+                order = ((0, ours), (1, hand)) if i % 2 == 0 else ((1, hand), (0, ours))
+                for side, fn in order:
                     c = time.thread_time()
                     fn()
                     spent[side] += time.thread_time() - c
@@ -196,7 +197,9 @@ def components(rounds: int, calls: int) -> tuple[dict, str]:
     ]
     md = (
         f"Part by part (CPU us per call, the two sides called in turn, median of {rounds} rounds "
-        f"of {calls} calls; the difference as a share of the hand-written step):\n\n"
+        f"of {calls} calls; the difference as a share of the hand-written step). The project's "
+        "side is its own code: `adder.data.sample` and `adder.train.train_step` with the model, "
+        "optimizer and schedule of `adder.train.build`.\n\n"
         + table(["part of a step", "project", "hand-written", "difference"], rows)
     )
     return {k: {"project_us": o, "hand_us": h} for k, (o, h) in us.items()}, md
@@ -209,23 +212,28 @@ def per_digit_cost(rounds: int, digits: list[int], smoke: bool) -> tuple[dict, s
     hand: dict[int, list[float]] = {d: [] for d in digits}
     for d in digits:
         adder_train(2, d), hand_loop(2, d)  # warm each size once
-    for _ in range(rounds):
-        for d in digits:
-            ms[d].append(1000 * clocked(adder_train, steps[d], d)[0] / steps[d])
-            hand[d].append(1000 * clocked(hand_loop, steps[d], d)[0] / steps[d])
+    for r in range(rounds):
+        for i, d in enumerate(digits):  # each side first at each size half the time
+            sides = [(ms, adder_train), (hand, hand_loop)]
+            for out, fn in sides if (r + i) % 2 == 0 else sides[::-1]:
+                out[d].append(1000 * clocked(fn, steps[d], d)[0] / steps[d])
     base = digits[0]
     rows = []
     for d in digits:
         m, h = median(ms[d]), median(hand[d])
+        ratio = [a / b for a, b in zip(ms[d], hand[d], strict=True)]
         rows.append(
             [
                 d,
                 steps[d],
                 m,
                 spread(ms[d]),
-                m / median(ms[base]),
+                h,
+                spread(hand[d]),
+                median(ratio),
+                spread(ratio),
                 (d + 1) / (base + 1),
-                m / (d + 1) * 1000,
+                m / median(ms[base]),
                 h / median(hand[base]),
             ]
         )
@@ -236,19 +244,25 @@ def per_digit_cost(rounds: int, digits: list[int], smoke: bool) -> tuple[dict, s
 
     md = (
         f"CPU time per training step of the same model and batch as the operands grow (median of "
-        f"{rounds} rounds, sizes interleaved). Growth relative to linear in the digit positions, "
-        f"worst step: **{worst(ms):.2f}** (<= 1: no faster than linear); the hand-written loop "
-        f"on the same sizes: {worst(hand):.2f}.\n\n"
+        f"{rounds} rounds, sizes interleaved, each side first half the time; `adder train` "
+        f"includes its set-up and one final evaluation of one sum). Growth relative to linear "
+        f"in the digit positions, worst step: **{worst(ms):.2f}** for `adder train`, "
+        f"{worst(hand):.2f} for the hand-written loop on the same sizes (<= 1: no faster than "
+        "linear). The `project / hand` column is the ratio of the two, round by round: where "
+        "its spread covers 1, the two grow alike within this machine's noise.\n\n"
         + table(
             [
                 "digits",
                 "steps timed",
-                "CPU ms/step",
+                "project CPU ms/step",
                 "(min-max)",
-                f"x {base} digits",
+                "hand CPU ms/step",
+                "(min-max)",
+                "project / hand",
+                "(min-max)",
                 "x positions",
-                "CPU us per position",
-                f"hand loop: x {base} digits",
+                f"project: x {base} digits",
+                f"hand: x {base} digits",
             ],
             rows,
         )
@@ -262,6 +276,61 @@ def per_digit_cost(rounds: int, digits: list[int], smoke: bool) -> tuple[dict, s
     }, md
 
 
+def profile_ops(digits: int, steps: int) -> tuple[dict, str]:
+    """One step of each side at ``digits`` digits, operator by operator (torch.profiler): the
+    project's batch and step (`adder.data.sample`, `adder.train.train_step`) against the
+    hand-written ones. Where the two differ, it shows which operator; where they do not, a
+    difference in their growth is not in the step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from adder.config import TrainConfig
+    from adder.data import sample
+    from adder.train import build, train_step
+
+    B = SETTING["batch_size"]
+    cfg = TrainConfig(**{**SETTING, "train_digits": digits}, device="cpu")
+    model, opt, sched = build(cfg, torch.device("cpu"))
+    net, hopt = hand_model()
+    g, gh = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    sides = {
+        "project": lambda: train_step(model, opt, sched, sample(B, digits, generator=g)),
+        "hand": lambda: hand_step(net, hopt, *hand_batch(gh, B, digits)),
+    }
+    ms: dict[str, dict[str, float]] = {}
+    calls: dict[str, dict[str, float]] = {}
+    for name, fn in sides.items():
+        fn()  # warm: the optimizer's state, the allocator
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                fn()
+        events = prof.key_averages()
+        ms[name] = {e.key: e.self_cpu_time_total / 1000 / steps for e in events}
+        calls[name] = {e.key: e.count / steps for e in events}
+    total = {name: sum(v.values()) for name, v in ms.items()}
+    keys = set(ms["project"]) | set(ms["hand"])
+
+    def get(d: dict, side: str, k: str) -> float:
+        return d[side].get(k, 0.0)
+
+    differ = sorted(k for k in keys if get(calls, "project", k) != get(calls, "hand", k))
+    rows = [
+        [k, f"{get(calls, 'project', k):.10g}", f"{get(calls, 'hand', k):.10g}"] for k in differ
+    ]
+    every = [f"{sum(calls[side].values()):.10g}" for side in ("project", "hand")]
+    rows += [[f"every operator ({len(keys)})", *every]]
+    md = (
+        f"One step at {digits} digits, operator by operator (torch.profiler, mean of {steps} "
+        f"steps per side after one warm-up): of the {len(keys)} operators the two steps call, "
+        f"{len(keys) - len(differ)} are called the same number of times on both sides; these "
+        "differ (calls per step). The profiler's times per operator are in the JSON; on this "
+        "shared machine they are mostly other jobs' noise, the counts are exact.\n\n"
+        + table(["operator", "project calls", "hand calls"], rows)
+    )
+    result = {"self_cpu_ms": ms, "calls": calls, "total_ms": total, "calls_differ": differ}
+    return {"digits": digits, "steps": steps, **result}, md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
@@ -272,8 +341,9 @@ def main() -> None:
     vs, md1 = versus_hand(pairs, steps)
     parts, md2 = components(2 if args.smoke else 7, 10 if args.smoke else 100)
     scale, md3 = per_digit_cost(rounds, digits, args.smoke)
-    md = f"{md1}\n\n{md2}\n\n{md3}"
-    result = {"versus_hand": vs, "parts": parts, "per_digit": scale}
+    ops, md4 = profile_ops(digits[-1], 1 if args.smoke else 3)
+    md = f"{md1}\n\n{md2}\n\n{md3}\n\n{md4}"
+    result = {"versus_hand": vs, "parts": parts, "per_digit": scale, "profile": ops}
     save("train_speed", result, md, smoke=args.smoke)
 
 

@@ -142,14 +142,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from adder.data import held_out
+    from adder.data import EVAL_SEED, held_out
     from adder.train import evaluate, load_model, resolve_device
 
     device = resolve_device(args.device)
     model, cfg = load_model(args.checkpoint, device)
     digits = args.digits or cfg.test_digits
-    m = evaluate(model, held_out(args.n, digits, device, seed=args.seed))
-    emit({"cell": cfg.cell, "digits": digits, "n": args.n, **m})
+    seed = EVAL_SEED if args.seed is None else args.seed
+    m = evaluate(model, held_out(args.n, digits, device, seed=seed))
+    emit({"cell": cfg.cell, "digits": digits, "n": args.n, "seed": seed, **m})
     return 0
 
 
@@ -176,6 +177,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from adder.config import EVAL_SEED, HELD_OUT_SEED
+
     p = Parser(prog="adder", description="Train RNN adders and search their hyperparameters.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -187,11 +190,25 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb-project", default="adder-search", help="W&B project")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint on fresh held-out sums")
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on fresh held-out sums",
+        description=(
+            "Score a checkpoint on held-out sums. By default fresh ones: drawn with a fixed seed "
+            f"of their own ({EVAL_SEED}) that no training run, search or verify uses, the same "
+            f"sums on every call. --seed {HELD_OUT_SEED} with --n set to the run's eval_size "
+            "scores the held-out set that training reported on (and a search selected on)."
+        ),
+    )
     e.add_argument("checkpoint")
     e.add_argument("--digits", type=positive_int, help="operand digits (default: its test_digits)")
     e.add_argument("--n", type=positive_int, default=1000, help="problems (default: 1000)")
-    e.add_argument("--seed", type=_typed(int), default=None, help="held-out set seed")
+    e.add_argument(
+        "--seed",
+        type=_typed(int),
+        default=None,
+        help=f"seed of the sums (default: {EVAL_SEED}, fresh sums; {HELD_OUT_SEED}: training's)",
+    )
     e.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     e.set_defaults(fn=cmd_eval)
 

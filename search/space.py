@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from adder.config import CELLS, SOLVED, TrainConfig, field_type
+from adder.config import CELL_FIELDS, CELLS, SOLVED, TrainConfig, field_type
 from adder.errors import UserError
 from search.metrics import OBJECTIVES
 
@@ -35,7 +35,7 @@ class Param:
     log: bool = False
     step: Any = None
     choices: tuple = ()
-    cells: tuple[str, ...] = ()  # empty: every cell
+    cells: tuple[str, ...] = ()  # empty: every cell (a setting of CELL_FIELDS: the cells it names)
 
     def applies_to(self, cell: str) -> bool:
         return not self.cells or cell in self.cells
@@ -311,6 +311,7 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         if key in fixed:
             raise err(f"params.{key}", "is also in fixed; expected each setting in one place")
         params.append(_param(key, spec, err))
+    _check_read(cells, fixed, params, err)
 
     space = Space(
         name=name,
@@ -404,6 +405,13 @@ def _check_space(s: Space) -> None:
                 raise err(
                     f"params.{p.name}.cells", f"{c!r} is not a cell; expected {', '.join(CELLS)}"
                 )
+            readers = CELL_FIELDS.get(p.name, CELLS)
+            if c not in readers:  # TPE would search a dimension the model never reads
+                raise err(
+                    f"params.{p.name}.cells",
+                    f"{c} does not read {p.name} (only read by {', '.join(readers)}); "
+                    f"expected cells among {', '.join(readers)}",
+                )
     # Every value the space can produce must make a valid TrainConfig, for every cell.
     for cell in s.cells:
         base = s.base_config(cell)
@@ -417,6 +425,33 @@ def _check_space(s: Space) -> None:
                     TrainConfig(**{**base, p.name: v})
                 except UserError as e:
                     raise err(f"params.{p.name}", str(e)) from None
+
+
+def _check_read(cells: list, fixed: dict[str, Any], params: list[Param], err) -> None:
+    """Refuse a setting that no cell of the space reads: searched, it is a dimension TPE spends
+    trials on for nothing; fixed, it says something that never happens. (Checked on the file's
+    own cells: --cells may leave out the cells a parameter is for.)"""
+
+    def known(names) -> bool:  # an unknown cell has its own message (_check_space)
+        return all(isinstance(c, str) and c in CELLS for c in names)
+
+    if not known(cells):
+        return
+    for key in fixed:
+        readers = CELL_FIELDS.get(key, CELLS)
+        if not set(readers) & set(cells):
+            raise err(
+                f"fixed.{key}",
+                f"no cell of this space reads it (cells: {', '.join(cells)}; only read by "
+                f"{', '.join(readers)}); expected it out of fixed, or one of those in cells",
+            )
+    for p in params:
+        if known(p.cells) and not any(p.applies_to(c) for c in cells):
+            raise err(
+                f"params.{p.name}",
+                f"searches nothing: it applies to {', '.join(p.cells)} only, and the space's "
+                f"cells are {', '.join(cells)}; expected a cell in both, or it out of params",
+            )
 
 
 def _param(key: str, spec: Any, err) -> Param:
@@ -433,6 +468,8 @@ def _param(key: str, spec: Any, err) -> Param:
     cells = spec.get("cells", [])
     if not isinstance(cells, list) or not cells and "cells" in spec:
         raise err(f"{where}.cells", f"{cells!r} is invalid; expected a non-empty list of cells")
+    # a setting only some cells read is searched for those alone, unless cells: narrows it more
+    cells = cells or list(CELL_FIELDS.get(key, ()))
     t = field_type(key)
     if kind == "choice":
         choices = spec["choice"]

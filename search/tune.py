@@ -71,11 +71,48 @@ def prepare(space: Space, opts: Options) -> Path:
     return folder
 
 
+# What a local Ray is started with, whatever the environment says: Linux Ray binds every
+# interface unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is false, and RAY_AUTH_MODE=disabled turns
+# its tokens off. Ray reads both when it is first imported, so they are set before that.
+LOCAL_RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only
+    "RAY_AUTH_MODE": "token",  # token authentication
+}
+
+
+def _protect_local_ray(environ=os.environ) -> str | None:
+    """Set loopback binding and token authentication outright for a local Ray.
+
+    Returns the one line to print when the environment asked for something else (None when it
+    did not): a user's RAY_AUTH_MODE=disabled must not silently open a local search to the
+    network. The way out is a Ray of one's own, joined with ``--address``.
+    """
+    meant = {  # what Ray makes of a value (ray._common.utils.env_bool; the auth mode's name)
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": lambda v: v.lower() in ("true", "1"),
+        "RAY_AUTH_MODE": lambda v: v.lower(),
+    }
+    asked = [
+        f"{k}={environ[k]}"
+        for k, v in LOCAL_RAY_ENV.items()
+        if k in environ and meant[k](environ[k]) != meant[k](v)
+    ]
+    environ.update(LOCAL_RAY_ENV)
+    if not asked:
+        return None
+    return (
+        f"adder: {' '.join(asked)} overridden: a local Ray listens on 127.0.0.1 only, "
+        "with token authentication (to run Ray otherwise, start it yourself and pass --address)"
+    )
+
+
 def connect(address: str | None) -> None:
     """Join a cluster (``--address`` or RAY_ADDRESS), or start a local Ray on 127.0.0.1 only."""
-    # Linux Ray binds every interface unless told otherwise; this keeps a local one on loopback.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:  # the cluster's own settings; a token-guarded one needs RAY_AUTH_MODE=token
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
+    elif note := _protect_local_ray():
+        print(note, file=sys.stderr)
     # Tune's legacy output at verbose=0 prints nothing; its new one still prints a table and a
     # TensorBoard hint (no TensorBoard files are written, see below) at the start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -92,7 +129,6 @@ def connect(address: str | None) -> None:
     import ray
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:  # "local": a new Ray of our own, never one that `ray start` left on this machine

@@ -71,6 +71,10 @@ SPACES: dict[str, str | bytes] = {
     "grace_both": GOOD.replace("grace_steps: 10,", "grace_steps: 10, grace_gflop: 1.0,"),
     "target_unverified": GOOD.replace("reduction_factor: 2}", "reduction_factor: 2, target: 5}"),
     "time_negative": GOOD.replace("reduction_factor: 2}", "reduction_factor: 2, time_s: -5}"),
+    # a setting the cell never reads: TPE would spend trials on a dead dimension
+    "dead_param": GOOD + "  nonlinearity: {choice: [tanh, relu], cells: [gru]}\n",
+    "dead_implicit": GOOD.replace("[gru, rnn]", "[gru]") + "  nonlinearity: {choice: [tanh]}\n",
+    "dead_fixed": GOOD.replace("[gru, rnn]", "[gru]").replace("50}", "50, nonlinearity: relu}"),
 }
 
 
@@ -201,6 +205,18 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "space: two graces": (["search", "{space_grace_both}"], ["budget.grace_gflop"]),
     "space: target, no verify": (["search", "{space_target_unverified}"], ["budget.target"]),
     "space: time_s < 0": (["search", "{space_time_negative}"], ["budget.time_s", "-5"]),
+    "space: a cell that ignores a param": (
+        ["search", "{space_dead_param}"],
+        ["{space_dead_param}", "params.nonlinearity.cells", "gru"],
+    ),
+    "space: a param for no cell of the space": (
+        ["search", "{space_dead_implicit}"],
+        ["{space_dead_implicit}", "params.nonlinearity", "searches nothing", "gru"],
+    ),
+    "space: fixed for no cell": (
+        ["search", "{space_dead_fixed}"],
+        ["{space_dead_fixed}", "fixed.nonlinearity", "gru"],
+    ),
     "space: missing file": (["search", "{dir}/nowhere.yaml"], ["{dir}/nowhere.yaml"]),
     "space: a folder": (["search", "{dir}"], ["{dir}"]),
     # the flags of adder search / train / eval

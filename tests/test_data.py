@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adder.data import (
+    EVAL_SEED,
     HELD_OUT_SEED,
     add_digits,
     from_digits,
@@ -18,6 +22,8 @@ from adder.data import (
     to_digits,
 )
 from adder.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def schoolbook(a: list[int], b: list[int]) -> list[int]:
@@ -124,9 +130,40 @@ def test_held_out_is_correct_and_seedable():
     assert not torch.equal(held_out(40, 24).a[:, :24], batch.a[:, :24])  # per digit count
 
 
-def test_held_out_differs_from_a_training_stream_with_the_same_seed():
-    train = sample(40, 10, generator=make_generator(0, "cpu"))
-    assert not torch.equal(held_out(40, 10).a, train.a)
+def pairs(batch) -> set[tuple[int, int]]:
+    """The problems of a batch as pairs of Python integers."""
+    return set(zip(map(int, from_digits(batch.a)), map(int, from_digits(batch.b)), strict=True))
+
+
+@pytest.mark.parametrize("seed", [0, 7, HELD_OUT_SEED])
+def test_held_out_differs_from_a_training_stream_with_the_same_seed(seed):
+    # held_out(seed=s) and a run seeded s draw from generators seeded apart (s + digits and s):
+    # the two share no problem (10^20 possible ones; 40 drawn each)
+    train = sample(40, 10, generator=make_generator(seed, "cpu"))
+    assert not pairs(held_out(40, 10, seed=seed)) & pairs(train)
+
+
+# search.trainable.VERIFY_SEED, read from its source (importing that module imports Ray)
+VERIFY_SEED = int(
+    re.search(r"^VERIFY_SEED = ([\d_]+)", (ROOT / "search" / "trainable.py").read_text(), re.M)[1]
+)
+
+
+def test_eval_seed_is_apart_from_every_other_held_out_seed():
+    """held_out draws with seed + digits: `adder eval`'s sets meet the training runs' (and the
+    search's selection) sets or verify's only if two seeds are closer than the longest sums."""
+    for other in (HELD_OUT_SEED, VERIFY_SEED):
+        assert abs(EVAL_SEED - other) > 10**6, other
+    assert len({EVAL_SEED, HELD_OUT_SEED, VERIFY_SEED}) == 3
+
+
+@pytest.mark.parametrize("digits", [5, 10, 100])
+def test_eval_sums_are_not_the_training_runs_held_out_sums(digits):
+    fresh = pairs(held_out(1000, digits, seed=EVAL_SEED))
+    assert fresh == pairs(held_out(1000, digits, seed=EVAL_SEED))  # the same on every call
+    assert len(fresh) == 1000
+    for seed in (None, VERIFY_SEED):  # training's and the search's, then verify's
+        assert not fresh & pairs(held_out(1000, digits, seed=seed)), seed
 
 
 # -- add_digits / to_digits / from_digits ------------------------------------------------------

@@ -258,26 +258,28 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def two_nodes():
     """A head and a worker node on loopback, each with its own raylet, one CPU each."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_AUTH_MODE"] = "token"
-    from ray.cluster_utils import Cluster
+    # for this module's tests only: a later one (of this worker) must not find them set
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env.setenv("RAY_AUTH_MODE", "token")
+        from ray.cluster_utils import Cluster
 
-    port = _free_port()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "include_dashboard": True,
-            "dashboard_host": "127.0.0.1",
-            "dashboard_port": port,
-            # own agent ports: another Ray on this machine may hold the default one
-            "dashboard_agent_listen_port": _free_port(),
-        },
-    )
-    cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())
-    cluster.wait_for_nodes()
-    yield cluster, f"http://127.0.0.1:{port}"
-    cluster.shutdown()
+        port = _free_port()
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1,
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": port,
+                # own agent ports: another Ray on this machine may hold the default one
+                "dashboard_agent_listen_port": _free_port(),
+            },
+        )
+        cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())
+        cluster.wait_for_nodes()
+        yield cluster, f"http://127.0.0.1:{port}"
+        cluster.shutdown()
 
 
 def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):

@@ -6,6 +6,12 @@ One real search is watched while it runs: local Ray, ``--wandb online`` with a f
 W&B server that refuses connections. It is also the fault test "W&B online but unreachable": the
 search completes with one warning and keeps its runs offline. The key leak checks for
 ``--wandb offline`` and ``auto`` ride on the searches of tests/test_faults.py.
+
+The watched search runs in an environment that asks Ray for the opposite of what a local search
+must have (HOSTILE: every interface, no token), not in this session's (conftest.py sets
+RAY_AUTH_MODE=token for everything it starts): the loopback and token checks below pass only
+because `adder search` sets both itself. (An environment with neither variable set would not
+do for the token: Ray 2.60 turns tokens on for a new local Ray when RAY_AUTH_MODE is unset.)
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ except ImportError:  # not our dependency: Ray bundles a copy (see tests/test_fa
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_KEY = "fake0wandb0key0" + "3" * 25 + "0end"  # 44 characters, like a real W&B key
+HOSTILE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "RAY_AUTH_MODE": "disabled"}
 SPACE = """
 name: secure
 cells: [gru, rnn]
@@ -131,6 +138,8 @@ def watched(tmp_path_factory):
     env = {**os.environ, "WANDB_API_KEY": FAKE_KEY, "WANDB_INIT_TIMEOUT": "5"}  # default 15 s
     env["WANDB_BASE_URL"] = f"http://127.0.0.1:{wandb_server.getsockname()[1]}"
     env.pop("WANDB_MODE", None)
+    env.pop("RAY_ADDRESS", None)
+    env |= HOSTILE
     probe = subprocess.Popen(
         [sys.executable, "-c", GCS_PROBE],
         stdin=subprocess.PIPE,
@@ -225,6 +234,36 @@ def test_wandb_key_is_in_no_file_log_or_output(watched):
     session = watched["session"]
     assert (session / "logs").is_dir(), session
     assert not grep([session], FAKE_KEY), "key written into Ray's session logs"
+
+
+@pytest.mark.slow
+def test_local_ray_overrides_an_environment_that_opens_it_in_one_line(watched):
+    notes = [line for line in watched["err"].splitlines() if "overridden" in line]
+    assert len(notes) == 1, watched["err"][-3000:]
+    assert all(f"{k}={v}" in notes[0] for k, v in HOSTILE.items()), notes[0]
+    assert "--address" in notes[0], notes[0]  # the way to run Ray otherwise
+
+
+@pytest.mark.parametrize(
+    "environ,note",
+    [
+        ({}, False),  # neither set: both set, nothing to say
+        ({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "false", "RAY_AUTH_MODE": "TOKEN"}, False),
+        ({"RAY_AUTH_MODE": "disabled", "OTHER": "x"}, True),
+        ({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "True"}, True),
+    ],
+)
+def test_protect_local_ray_sets_loopback_and_token_outright(environ, note):
+    from search.tune import _protect_local_ray
+
+    asked = {k: v for k, v in environ.items() if k.startswith("RAY_")}
+    line = _protect_local_ray(environ)
+    assert environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert environ["RAY_AUTH_MODE"] == "token"
+    assert (line is not None) == note, line
+    if note:  # one line, naming exactly what the environment asked for
+        assert "\n" not in line and "--address" in line
+        assert all(f"{k}={v}" in line for k, v in asked.items()), line
 
 
 @pytest.mark.slow

@@ -53,6 +53,29 @@ def test_good_space_samples_define_by_run():
     assert base["steps"] == 100 and base["eval_every"] == 10 and base["train_digits"] == 3
 
 
+def test_a_setting_only_some_cells_read_is_searched_for_those_alone():
+    """nonlinearity with no cells: is searched for rnn (which reads it), not for gru: TPE would
+    spend gru's trials on a dimension its model never reads."""
+    import yaml
+
+    doc = yaml.safe_load(GOOD)
+    doc["params"]["nonlinearity"] = {"choice": ["tanh", "relu"]}
+    space = parse_space(doc, "good.yaml")
+    study = optuna.create_study()
+    for cell, searched in (("rnn", True), ("gru", False)):
+        trial = study.ask()
+        Sampler(space.params, cell)(trial)
+        assert ("nonlinearity" in trial.params) == searched, cell
+    grid = {**doc, "sampler": "grid", "params": {"nonlinearity": {"choice": ["tanh", "relu"]}}}
+    assert parse_space(grid, "grid.yaml").grid("gru") == {}
+    assert parse_space(grid, "grid.yaml").trials_for("rnn") == 2
+    # a point naming it is dropped for the cells that do not read it
+    doc["points_to_evaluate"] = [{"nonlinearity": "relu", "hidden": 16}]
+    space = parse_space(doc, "good.yaml")
+    assert space.points_for("gru") == [{"hidden": 16}]
+    assert space.points_for("rnn") == [{"nonlinearity": "relu", "hidden": 16}]
+
+
 def test_points_to_evaluate_come_first_in_each_cell():
     """A space's points are each cell's first trials, less what does not apply to the cell."""
     import yaml
@@ -110,6 +133,12 @@ BAD = [
     ("params: {lr: {float: [1.0e-4, 1.0e-1], log: true, step: 0.01}}\n", "params.lr.step"),
     ("params: {nonlinearity: {choice: [tanh, sigmoid]}}\n", "params.nonlinearity"),
     ("params: {nonlinearity: {choice: [tanh], cells: [lstn]}}\n", "params.nonlinearity.cells"),
+    # settings a cell never reads (adder.config.CELL_FIELDS): the key and the cell are named
+    ("params: {nonlinearity: {choice: [tanh], cells: [gru]}}\n", "params.nonlinearity.cells: gru"),
+    ("params: {nonlinearity: {choice: [tanh], cells: [rnn, gru]}}\n", "cells: gru does not"),
+    ("cells: [gru]\nparams: {nonlinearity: {choice: [tanh, relu]}}\n", "params.nonlinearity"),
+    ("cells: [gru, lstm]\nparams: {hidden: {int: [8, 9], cells: [rnn]}}\n", "params.hidden"),
+    ("cells: [gru]\nfixed: {nonlinearity: relu}\nparams: {}\n", "fixed.nonlinearity"),
     ("params: {dropout: {float: [0.0, 1.5]}}\n", "params.dropout"),
     ("params: [layers, hidden]\n", "params"),
     ("name: ../escape\n", "name"),
