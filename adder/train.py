@@ -233,7 +233,8 @@ def train(
         confirmed = None
         if solved_step is None and streak >= cfg.solve_patience:
             # solved: the test set passed solve_patience evaluations in a row, and the longer
-            # confirmation set (if any) passes too; it is scored only now, so it costs little
+            # confirmation set (if any) passes too. It is scored only then, and a failure
+            # starts the count again: at most one confirmation every solve_patience evaluations
             if cfg.confirm_digits:
                 if confirm is None:
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
@@ -242,6 +243,8 @@ def train(
                 confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
             if confirmed is None or confirmed >= cfg.solve_exact:
                 solved_step = step
+            else:
+                streak = 0
         diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
         summary = {
             "step": step,
