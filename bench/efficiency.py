@@ -1,34 +1,33 @@
-"""Search efficiency: how much compute each way of searching spends to find what it looks for.
+"""Search efficiency from a cold start: the compute each method spends until it holds an answer,
+verified on fresh seeds, at least as good as a fixed reference.
 
-    python bench/efficiency.py           # 5 methods x 3 search seeds x 2 tasks (15 minutes here)
-    python bench/efficiency.py --smoke   # every method once, at toy size
+    python bench/efficiency.py             # 4 methods x 10 search seeds (hours on 2 CPUs)
+    python bench/efficiency.py --smoke     # every method once, at toy size
 
-Methods, each with the same space, trial count, step budget and 2 CPUs:
+Every method searches bench/spaces/efficiency.yaml (the default space's task and criterion at
+bench size: two cells, smaller models) with the same trials per cell, the same step budget per
+trial, cells alternating the same way, two trials at a time, no start point, and the search
+seed as its training seed:
 
-- ``tpe+asha``: this project's search: per-cell Optuna TPE + per-cell ASHA in one Ray Tune
-  experiment (search.percell, search.trainable, reused actors, a checkpoint at every report).
-- ``tpe+asha+seed``: the same, with the seed report's setting (below, clamped to the space's
-  ranges) as each cell's first trial (``points_to_evaluate``, as in spaces/default.yaml).
-- ``random``: Ray Tune's random search (BasicVariantGenerator) over the same ranges, no early
-  stopping, the same trainable.
+- ``shipped``: this project's search as ``adder search`` builds it: per-cell Optuna TPE,
+  per-cell ASHA with rungs in training GFLOP, then each cell's race on fresh seeds
+  (search.searcher, search.schedulers, search.experiment).
+- ``random``: Ray Tune's random search (BasicVariantGenerator), no early stopping.
+- ``random+asha``: the same random search with one ASHA per cell on training steps (grace 150,
+  reduction factor 3: what a Tune user sets up), ranking on the same objective.
 - ``optuna+hyperband``: Optuna alone, no Ray: TPE (the project's sampler settings) with Optuna's
-  own HyperbandPruner, two worker processes sharing one sqlite study per cell.
-- ``seed grid``: the seed report's way, one factor at a time around its setting (hidden 32,
-  layers 2, lr 0.001, batch 128): hidden 16/64, layers 1/4/8, lr 0.01/0.05/0.1; 9 runs per
-  cell, full budget each, two at a time.
+  HyperbandPruner on steps, two worker processes sharing one sqlite study per cell.
 
-Tasks:
-
-- ``solve`` (bench/spaces/efficiency.yaml): time and training steps until every cell has a
-  trial with exact-match >= 0.999 on the 100-digit held-out sums (``solved_step`` recorded).
-- ``generalize`` (spaces/generalize.yaml, its budget, cut to bench size: rnn and gru, 4 trials
-  per cell, 200 held-out sums): the best exact-match each cell reaches within a fixed budget of
-  training steps (a third of what all its trials at full length would cost).
-
-Every trial's reports are stamped with the time they reached the driver (Tune) or were written
-(Optuna, grid); compute until an instant counts each trial's steps up to it (interpolated
-between reports for a trial still running). Runs stop once the target is met. Every trial
-trains with the search seed as its training seed; W&B is off for all methods.
+Each run goes to its full budget. Its answer per cell, at any moment, is its best search trial
+so far by the objective (cost_to_solve: training GFLOP until solved). Every answer any run held
+is then verified the same way, off the clock: retrained on 3 fresh seeds and scored on 1000
+fresh sums of 100 and 1000 digits; it passes when every seed reaches exact-match 0.999 at both
+lengths, and its verified cost is the mean GFLOP its seeds took to solve. The reference per cell
+is the median over seeds of random search's final answer's verified cost. A run reaches it when
+it holds an answer that passes at that cost or less; the compute it spent until then is the
+figure: training GFLOP of all the cell's trials (the unit of the objective) and trial-seconds
+(evaluation included), summed over the cells. ``shipped`` is also charged its own verification
+(``shipped, own answer``: the compute until its race ends, judged on the race's own seeds).
 """
 
 from __future__ import annotations
@@ -37,8 +36,10 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing as mp
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,94 +51,59 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, ROOT, median, save, spread, table  # noqa: E402
 
-METHODS = ("tpe+asha", "tpe+asha+seed", "random", "optuna+hyperband", "seed grid")
+METHODS = ("shipped", "random", "random+asha", "optuna+hyperband")
 WORKERS = 2  # the machine's CPUs: two trials at a time, for every method
-SEED_GRID = [
-    {},
-    {"hidden": 16},
-    {"hidden": 64},
-    {"layers": 1},
-    {"layers": 4},
-    {"layers": 8},
-    {"lr": 0.01},
-    {"lr": 0.05},
-    {"lr": 0.1},
-]
-SEED_SETTING = {"hidden": 32, "layers": 2, "lr": 0.001, "batch_size": 128}
+ASHA_PEER = {"grace_steps": 150, "reduction_factor": 3.0}  # random+asha and Hyperband
+ORACLE = {"seeds": 3, "digits": [100, 1000], "n": 1000}  # the off-clock verification
+SMOKE_ORACLE = {"seeds": 2, "digits": [5, 8], "n": 100}
 
 
-# -- the tasks ------------------------------------------------------------------------------------
-
-
-def task_space(task: str, smoke: bool, seed: int):
-    """The space of a task at bench size, with the search seed as sampler and training seed."""
+def task_space(smoke: bool, seed: int):
+    """The bench space, cold, with the search seed as its sampler seed and training seed."""
     from search.space import load_space
 
-    if smoke:
-        space = load_space(ROOT / "bench/spaces/efficiency-smoke.yaml")
-    elif task == "solve":
-        space = load_space(ROOT / "bench/spaces/efficiency.yaml")
-    else:
-        # its own budget (2000 steps, an evaluation every 100, ASHA from 300), fewer trials
-        space = load_space(ROOT / "spaces/generalize.yaml").override(
-            cells=("rnn", "gru"), trials=4
-        )
-        space = dataclasses.replace(space, fixed={**space.fixed, "eval_size": 200})
-    return dataclasses.replace(space, seed=seed, fixed={**space.fixed, "seed": seed})
+    name = "efficiency-smoke.yaml" if smoke else "efficiency.yaml"
+    space = load_space(ROOT / "bench" / "spaces" / name)
+    return dataclasses.replace(space, seed=seed, points=(), fixed={**space.fixed, "seed": seed})
 
 
-def budget_steps(space) -> int:
-    """The generalize task's fixed budget: a third of what every trial at full length costs."""
-    return space.trials * len(space.cells) * space.budget.max_steps // 3
-
-
-# -- events: one line per trial start and per report, for every method ----------------------------
+# -- events: one line per trial start, report and end, for every method -------------------------
 
 
 def start_event(trial: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {"t": time.time(), "kind": "start", "trial": trial, "config": config}
+    return {"t": time.time(), "kind": "start", "trial": trial, "cell": config["cell"],
+            "config": {k: v for k, v in config.items() if not k.startswith("verify_")},
+            "verify": "verify_of" in config}  # fmt: skip
 
 
-def report_event(trial: str, cell: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    em = metrics.get("exact_match")
-    return {
-        "t": time.time(),
-        "kind": "report",
-        "trial": trial,
-        "cell": cell,
-        "step": int(metrics["step"]),
-        "exact_match": em if isinstance(em, (int, float)) and math.isfinite(em) else 0.0,
-        "solved": metrics.get("solved_step") is not None,
-        "val_loss": metrics.get("val_loss"),
-    }
+def report_event(trial: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"t": time.time(), "kind": "report", "trial": trial, "step": int(metrics["step"]),
+            "gflop": float(metrics.get("gflop") or 0.0)}  # fmt: skip
 
 
-def target_met(events: list[dict[str, Any]], space, target: str) -> bool:
-    if target == "solve":
-        solved = {e["cell"] for e in events if e["kind"] == "report" and e["solved"]}
-        return solved >= set(space.cells)
-    last: dict[str, int] = {}
-    for e in events:
-        if e["kind"] == "report":
-            last[e["trial"]] = e["step"]
-    return sum(last.values()) >= budget_steps(space)
+def end_event(trial: str, last: dict[str, Any]) -> dict[str, Any]:
+    from search.metrics import cost_to_solve
+
+    value = cost_to_solve(last) if last else math.inf
+    return {"t": time.time(), "kind": "end", "trial": trial,
+            "value": value if math.isfinite(value) else None}  # fmt: skip
 
 
-# -- Ray Tune methods: tpe+asha and random --------------------------------------------------------
+# -- Ray Tune methods ----------------------------------------------------------------------------
 
 
-def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dict], float]:
+def tune_method(method: str, space, folder: Path) -> tuple[list[dict], float, dict]:
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-    from ray.tune.stopper import Stopper
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.search import BasicVariantGenerator
 
-    from search.schedulers import SCHEDULERS
+    from search import experiment
+    from search.racing import summary
+    from search.schedulers import PerCellScheduler, SnapshotOnEnd
     from search.searcher import PerCellSearch
     from search.trainable import trainable
 
-    class Record(tune.Callback, Stopper):
-        """Stamps each start and report as the driver sees it; stops all once the target is met."""
-
+    class Record(tune.Callback):
         def __init__(self):
             self.events: list[dict[str, Any]] = []
 
@@ -146,70 +112,61 @@ def tune_method(method: str, space, target: str, folder: Path) -> tuple[list[dic
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "step" in result:
-                self.events.append(report_event(trial.trial_id, trial.config["cell"], result))
+                self.events.append(report_event(trial.trial_id, result))
 
-        def __call__(self, trial_id, result) -> bool:
-            return False
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.events.append(end_event(trial.trial_id, trial.last_result or {}))
 
-        def stop_all(self) -> bool:
-            return target_met(self.events, space, target)
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.events.append(end_event(trial.trial_id, {}))
 
     record = Record()
-    n = space.trials * len(space.cells)
-    if method.startswith("tpe+asha"):  # what search.tune.run builds, minus W&B and results
-        param_space = None
-        if method == "tpe+asha+seed":  # as spaces/default.yaml does (points_to_evaluate)
-            space = space.override(points=(seed_point(space),))
-        searcher = PerCellSearch(space)
-        tune_config = tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=WORKERS),
-            scheduler=SCHEDULERS[space.scheduler](space),
-            num_samples=n,
-            reuse_actors=True,
-        )
-    else:
-        param_space = {
-            **space.base_config(space.cells[0]),
-            "cell": tune.grid_search(list(space.cells)),  # x trials: round-robin over cells
-            **{p.name: random_domain(p) for p in space.params},
-        }
-        tune_config = tune.TuneConfig(
-            search_alg=BasicVariantGenerator(random_state=space.seed, max_concurrent=WORKERS),
-            num_samples=space.trials,
-            reuse_actors=True,
-        )
+    answers: dict[str, Any] = {}
+    t0 = time.time()
+    if method == "shipped":  # what search.tune.run builds, W&B off, no results written
+        searcher = PerCellSearch(space, slots=WORKERS)
+        tuner = experiment.build(
+            folder, "shipped", searcher=searcher,
+            scheduler=PerCellScheduler(space, searcher.clock), per_trial={"cpu": 1},
+            max_concurrent=WORKERS, max_failures=0, wandb=("disabled", "", ""),
+            total=space.trials * len(space.cells), callbacks=[record],
+        )  # fmt: skip
+        tuner.fit()
+        digits, threshold = space.verify_digits(), space.verify.threshold
+        for cell, race in searcher.races.races.items():
+            if (w := race.winner()) is not None:
+                answers[cell] = summary(w, digits, threshold)
+        return record.events, t0, answers
+    peer = dataclasses.replace(space, budget=dataclasses.replace(
+        space.budget, grace_gflop=None, **ASHA_PEER))  # fmt: skip
+    scheduler = PerCellScheduler(peer) if method == "random+asha" else SnapshotOnEnd()
+    param_space = {
+        **space.base_config(space.cells[0]),
+        "cell": tune.grid_search(list(space.cells)),  # x trials: cells alternate
+        **{p.name: random_domain(p) for p in space.params if not p.cells},
+    }
+    for p in space.params:  # a parameter of some cells only: drawn, then dropped elsewhere
+        if p.cells:
+            param_space[p.name] = random_domain(p)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=param_space,
-        tune_config=tune_config,
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(random_state=space.seed, max_concurrent=WORKERS),
+            scheduler=scheduler,
+            num_samples=space.trials,
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
             name=method.replace("+", "-"),
             storage_path=str(folder),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[record],
-            stop=record,
+            callbacks=[JsonLoggerCallback(), record],  # result.json: Tune reads it at the end
             verbose=0,
         ),
     )
-    t0 = time.time()
     tuner.fit()
-    return record.events, t0
-
-
-def seed_point(space) -> dict[str, Any]:
-    """The seed report's setting in this space's terms: each searched parameter at the seed's
-    value (TrainConfig's default where the seed says nothing), clamped into the range."""
-    from adder.config import TrainConfig
-
-    seed = {**TrainConfig().to_dict(), **SEED_SETTING}
-    point = {}
-    for p in space.params:
-        v = seed[p.name]
-        if p.kind == "choice":
-            point[p.name] = v if v in p.choices else p.choices[0]
-        else:
-            point[p.name] = min(max(v, p.low), p.high)
-    return point
+    return record.events, t0, answers
 
 
 def random_domain(p):
@@ -226,116 +183,76 @@ def random_domain(p):
     return (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
 
 
-# -- process methods: optuna+hyperband and the seed grid ------------------------------------------
+# -- Optuna alone: worker processes sharing one sqlite study per cell ----------------------------
 
 
-def process_method(
-    method: str, space, target: str, folder: Path, smoke: bool, task: str
-) -> tuple[list[dict], float]:
-    """Start the workers, watch their event files, stop them all once the target is met."""
-    seed = space.seed
-    common = [method, task, str(seed), str(folder), "1" if smoke else "0"]
-    if method == "optuna+hyperband":
-        import optuna
+def optuna_method(space, folder: Path, smoke: bool) -> tuple[list[dict], float, dict]:
+    import optuna
 
-        url = f"sqlite:///{folder / 'optuna.db'}"
-        for cell in space.cells:  # made once here: two workers creating it at once would race
-            optuna.create_study(
-                study_name=cell,
-                storage=url,
-                direction="minimize" if space.mode == "min" else "maximize",
-            )
-        commands = [[*common, str(w)] for w in range(WORKERS)]
-    else:
-        commands = [[*common, "pool"]]
+    url = f"sqlite:///{folder / 'optuna.db'}"
+    for cell in space.cells:  # made once here: two workers creating it at once would race
+        optuna.create_study(study_name=cell, storage=url, direction="minimize")
     t0 = time.time()
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", *c],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(space.seed),
+                str(folder),
+                "1" if smoke else "0",
+                str(w),
+            ],
             cwd=ROOT,
             start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        for c in commands
+        )  # fmt: skip
+        for w in range(WORKERS)
     ]
-    events: list[dict[str, Any]] = []
-    offsets: dict[Path, int] = {}
-    while True:
-        for f in sorted(folder.glob("events-*.jsonl")):
-            with open(f) as fh:
-                fh.seek(offsets.get(f, 0))
-                chunk = fh.read()
-            complete = chunk[: chunk.rfind("\n") + 1]
-            offsets[f] = offsets.get(f, 0) + len(complete)
-            events += [json.loads(line) for line in complete.splitlines() if line]
-        done = all(p.poll() is not None for p in procs)
-        if done or target_met(events, space, target):
-            break
-        time.sleep(0.2)
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-    return events, t0
+    try:
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    events = []
+    for f in sorted(folder.glob("events-*.jsonl")):
+        events += [json.loads(line) for line in f.read_text().splitlines() if line]
+    return events, t0, {}
 
 
-def worker(method: str, task: str, seed: str, folder: str, smoke: str, which: str) -> None:
-    """One worker process of a process method; appends its events to its own file."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+def optuna_worker(seed: str, folder: str, smoke: str, w: str) -> None:
+    import optuna
     import torch
 
+    from adder.config import TrainConfig
+    from adder.train import train
+    from search.metrics import UNSOLVED, cost_to_solve
+    from search.space import Sampler
+    from search.studies import _tpe
+
     torch.set_num_threads(1)
-    space = task_space(task, smoke == "1", int(seed))
-    if method == "optuna+hyperband":
-        optuna_worker(space, Path(folder), int(which))
-    else:
-        grid_pool(space, Path(folder), SEED_GRID[:3] if smoke == "1" else SEED_GRID)
-
-
-def emitter(folder: Path):
-    out = open(folder / f"events-{os.getpid()}.jsonl", "a")  # noqa: SIM115 (lives with the worker)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space, w = task_space(smoke == "1", int(seed)), int(w)
+    out = open(Path(folder) / f"events-{w}.jsonl", "a")  # noqa: SIM115 (lives with the worker)
 
     def emit(event: dict[str, Any]) -> None:
         out.write(json.dumps(event) + "\n")
         out.flush()
 
-    return emit
-
-
-def run_trial(trial: str, config: dict[str, Any], emit, on_report=None) -> dict[str, Any]:
-    from adder.config import TrainConfig
-    from adder.train import train
-
-    emit(start_event(trial, config))
-
-    def report(metrics, checkpoint):
-        emit(report_event(trial, config["cell"], metrics))
-        return on_report(metrics) if on_report else False
-
-    return train(TrainConfig.from_dict(config), report=report)
-
-
-def optuna_worker(space, folder: Path, w: int) -> None:
-    import optuna
-
-    from search.space import Sampler
-    from search.studies import _tpe
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    emit = emitter(folder)
-    url = f"sqlite:///{folder / 'optuna.db'}"
     b = space.budget
-    worst = math.inf if space.mode == "min" else -math.inf
     studies = {
         cell: optuna.load_study(
             study_name=cell,
-            storage=url,
+            storage=f"sqlite:///{folder}/optuna.db",
             # each worker its own stream: two equal seeds would sample the same first trials
             sampler=_tpe(space, cell, space.seed * 1000 + 10 * w + i),
             pruner=optuna.pruners.HyperbandPruner(
-                min_resource=b.grace_steps,
+                min_resource=ASHA_PEER["grace_steps"],
                 max_resource=b.max_steps,
-                reduction_factor=int(b.reduction_factor),
+                reduction_factor=int(ASHA_PEER["reduction_factor"]),
             ),
         )
         for i, cell in enumerate(space.cells)
@@ -345,333 +262,307 @@ def optuna_worker(space, folder: Path, w: int) -> None:
         def run(trial: optuna.Trial) -> float:
             Sampler(space.params, cell)(trial)
             config = {**space.base_config(cell), **trial.params}
-            pruned = []
+            name = f"{cell}-{w}-{trial.number}"
+            emit(start_event(name, config))
+            last: dict[str, Any] = {}
 
-            def on_report(m) -> bool:
-                v = m.get(space.metric)
-                trial.report(v if isinstance(v, float) and math.isfinite(v) else worst, m["step"])
-                if trial.should_prune():
-                    pruned.append(m["step"])
-                    return True
-                return False
+            def report(m, checkpoint) -> bool:
+                last.update(m)
+                emit(report_event(name, m))
+                v = cost_to_solve(m)
+                trial.report(v if math.isfinite(v) else 2 * UNSOLVED, m["step"])
+                return trial.should_prune()
 
-            result = run_trial(f"{cell}-{w}-{trial.number}", config, emit, on_report)
-            if pruned:
-                raise optuna.TrialPruned()
-            v = result.get(space.metric, worst)
-            return v if isinstance(v, float) and math.isfinite(v) else worst
+            result = train(TrainConfig.from_dict(config), report=report)
+            emit(end_event(name, {**last, **result}))
+            v = cost_to_solve({**last, **result})
+            return v if math.isfinite(v) else 2 * UNSOLVED
 
         return run
 
-    for _ in range(w, space.trials, WORKERS):  # the two workers split each cell's quota
+    for _ in range(w, space.trials, WORKERS):  # the workers split each cell's quota
         for cell in space.cells:
             studies[cell].optimize(objective(cell), n_trials=1)
 
 
-def grid_configs(space, grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The seed's one-factor-at-a-time grid, round-robin over cells, in the report's order."""
-    return [
-        {**space.base_config(cell), **SEED_SETTING, **change}
-        for change in grid
-        for cell in space.cells
-    ]
+# -- the off-clock verification of every answer any run held ------------------------------------
 
 
-def _grid_one(args) -> None:
-    i, config, folder = args
-    run_trial(f"{config['cell']}-grid-{i}", config, emitter(Path(folder)))
+def _verify_one(job: tuple[str, dict[str, Any], int, dict[str, Any]]) -> tuple[str, int, dict]:
+    import torch
 
-
-def grid_pool(space, folder: Path, grid: list[dict[str, Any]]) -> None:
-    import multiprocessing as mp
-
-    jobs = [(i, c, str(folder)) for i, c in enumerate(grid_configs(space, grid))]
-    with mp.get_context("fork").Pool(WORKERS) as pool:
-        for _ in pool.imap(_grid_one, jobs, chunksize=1):  # in order: the report's order
-            pass
-
-
-# -- compute until an instant ---------------------------------------------------------------------
-
-
-def params_of(config: dict[str, Any]) -> int:
     from adder.config import TrainConfig
-    from adder.models import Adder, count_params
+    from adder.train import train
+    from search.racing import SEED_BASE, run_figures
+    from search.trainable import verify
 
-    cfg = TrainConfig.from_dict(
-        {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
-    )
-    return count_params(Adder(cfg.model_config()))
+    torch.set_num_threads(1)
+    key, config, j, oracle = job
+    cfg = TrainConfig.from_dict({**config, "seed": SEED_BASE + j, "device": "cpu"})
+    state: dict[str, Any] = {}
+    result = train(cfg, report=lambda m, checkpoint: state.update(checkpoint()))
+    scores = verify(state, {"verify_digits": oracle["digits"], "verify_n": oracle["n"]})
+    return key, j, run_figures({**result, **scores}, oracle["digits"], 0.999, "cost_to_solve",
+                               "min")  # fmt: skip
+
+
+def verify_answers(configs: dict[str, dict], cache_path: Path, oracle: dict) -> dict[str, dict]:
+    """config key -> {passed, cost (mean GFLOP to solve), runs}; cached across calls."""
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    jobs = [(k, c, j, oracle) for k, c in configs.items() if k not in cache
+            for j in range(oracle["seeds"])]  # fmt: skip
+    runs: dict[str, dict[int, dict]] = {}
+    if jobs:
+        print(f"  verifying {len(jobs) // oracle['seeds']} answers", file=sys.stderr, flush=True)
+        with mp.get_context("spawn").Pool(WORKERS) as pool:
+            for key, j, fig in pool.imap_unordered(_verify_one, jobs):
+                runs.setdefault(key, {})[j] = fig
+                if len(runs[key]) == oracle["seeds"]:
+                    figs = list(runs[key].values())
+                    passed = all(f["passed"] for f in figs)
+                    cost = statistics.fmean(f["gflop_to_solve"] for f in figs) if passed else None
+                    cache[key] = {"passed": passed, "cost": cost, "runs": figs}
+                    cache_path.write_text(json.dumps(cache) + "\n")
+    return cache
+
+
+def config_key(config: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+
+
+# -- the accounting ------------------------------------------------------------------------------
 
 
 class Trials:
-    """Each trial's (time, step) points: its steps at any instant, interpolated between reports."""
+    """Each trial's (time, GFLOP) points: its compute at any instant, interpolated."""
 
     def __init__(self, events: list[dict[str, Any]]):
-        self.points: dict[str, list[tuple[float, int]]] = {}
-        self.config: dict[str, dict[str, Any]] = {}
+        self.points: dict[str, list[tuple[float, float]]] = {}
+        self.info: dict[str, dict[str, Any]] = {}
         for e in sorted(events, key=lambda e: e["t"]):
             if e["kind"] == "start" and e["trial"] not in self.points:
-                self.points[e["trial"]] = [(e["t"], 0)]
-                self.config[e["trial"]] = e["config"]
+                self.points[e["trial"]] = [(e["t"], 0.0)]
+                self.info[e["trial"]] = e
             elif e["kind"] == "report" and e["trial"] in self.points:
-                self.points[e["trial"]].append((e["t"], e["step"]))
-        self.params = {k: params_of(c) for k, c in self.config.items()}
+                self.points[e["trial"]].append((e["t"], e["gflop"]))
+            elif e["kind"] == "end" and e["trial"] in self.points:
+                self.info[e["trial"]] = {**self.info[e["trial"]], "end": e}
 
-    def steps_at(self, trial: str, t: float) -> float:
+    def _at(self, trial: str, t: float) -> float:
         pts = self.points[trial]
         if t <= pts[0][0]:
             return 0.0
-        for (t1, s1), (t2, s2) in zip(pts, pts[1:], strict=False):
+        for (t1, g1), (t2, g2) in zip(pts, pts[1:], strict=False):
             if t <= t2:
-                return s1 + (s2 - s1) * (t - t1) / (t2 - t1) if t2 > t1 else s2
-        return float(pts[-1][1])
+                return g1 + (g2 - g1) * (t - t1) / (t2 - t1) if t2 > t1 else g2
+        return pts[-1][1]
 
-    def seconds_at(self, trial: str, t: float) -> float:
-        pts = self.points[trial]
-        return max(0.0, min(t, pts[-1][0]) - pts[0][0])
-
-    def compute_at(self, t: float, cell: str | None = None) -> dict[str, float]:
-        """Compute spent by ``t`` (by the trials of ``cell`` only, if given)."""
-        out = {"steps": 0.0, "samples": 0.0, "gflop": 0.0, "trial_s": 0.0, "trials": 0}
-        for k, cfg in self.config.items():
-            if self.points[k][0][0] >= t or cell not in (None, cfg["cell"]):
+    def compute_at(self, t: float, cell: str) -> dict[str, float]:
+        out = {"gflop": 0.0, "trial_s": 0.0}
+        for k, info in self.info.items():
+            if info["cell"] != cell:
                 continue
-            steps = self.steps_at(k, t)
-            out["trials"] += 1
-            out["steps"] += steps
-            out["samples"] += steps * cfg["batch_size"]
-            # forward + backward ~ 6 flops per parameter per digit position
-            positions = steps * cfg["batch_size"] * (cfg["train_digits"] + 1)
-            out["gflop"] += 6 * self.params[k] * positions / 1e9
-            out["trial_s"] += self.seconds_at(k, t)
+            out["gflop"] += self._at(k, t)
+            end = info.get("end", {}).get("t", self.points[k][-1][0])
+            out["trial_s"] += max(0.0, min(t, end) - self.points[k][0][0])
         return out
 
+    def answers(self, cell: str) -> list[tuple[float, dict[str, Any], float]]:
+        """(when, config, value) each time the cell's best solved search trial changed."""
+        from search.metrics import UNSOLVED
 
-def analyze(events: list[dict], t0: float, space, target: str) -> dict[str, Any]:
-    """The compute a run spent on its target.
+        mine = [i for i in self.info.values() if i["cell"] == cell and not i["verify"]]
+        ended = sorted((i for i in mine if "end" in i), key=lambda i: i["end"]["t"])
+        out, best = [], math.inf
+        for i in ended:
+            v = i["end"]["value"]
+            if v is not None and v < min(best, UNSOLVED):
+                best = v
+                out.append((i["end"]["t"], i["config"], v))
+        return out
 
-    ``solve``: for each cell, the compute of that cell's trials until its first solving report,
-    summed over cells (the cells are independent studies), and also the compute of all trials
-    until the last cell is solved. A cell never solved counts everything its trials spent.
-    ``budget``: the best exact-match per cell among the reports made before the run's steps
-    reached the budget.
-    """
-    trials = Trials(events)
-    reports = sorted((e for e in events if e["kind"] == "report"), key=lambda e: e["t"])
-    end = max((e["t"] for e in events), default=t0)
-    if target == "solve":
-        first: dict[str, float] = {}
-        for e in reports:
-            if e["solved"] and e["cell"] not in first:
-                first[e["cell"]] = e["t"]
-        met = set(first) >= set(space.cells)
-        per_cell = {c: trials.compute_at(first.get(c, end), cell=c) for c in space.cells}
-        out: dict[str, Any] = {
-            key: sum(per_cell[c][key] for c in space.cells)
-            for key in ("steps", "samples", "gflop", "trial_s", "trials")
-        }
-        t_end = max(first.values()) if met else end
-        solved_at = {}  # trial -> the step it solved at, for trials that did
-        for e in reports:
-            if e["solved"] and e["trial"] not in solved_at:
-                solved_at[e["trial"]] = e["step"]
-        out.update(
-            met=met,
-            cells_solved=len(first),
-            trials_started=len(trials.config),
-            trials_solved=len(solved_at),
-            solved_steps=sorted(solved_at.values()),
-            per_cell={c: {**per_cell[c], "s": first.get(c, end) - t0} for c in space.cells},
-            until_all=trials.compute_at(t_end),
-        )
-    else:
-        budget, t_end = budget_steps(space), end
-        for e in reports:
-            if trials.compute_at(e["t"])["steps"] >= budget:
-                t_end = e["t"]
+    def end(self, cell: str, verify: bool | None = None) -> float:
+        ts = [i["end"]["t"] for i in self.info.values()
+              if i["cell"] == cell and "end" in i and verify in (None, i["verify"])]  # fmt: skip
+        return max(ts, default=0.0)
+
+
+def reach(run: dict[str, Any], cells: list[str], verified: dict, reference: dict) -> dict:
+    """The compute a run spent until it held, in every cell, a verified answer at the
+    reference's cost or below (``reached`` False: until its end, and it never did)."""
+    trials = Trials(run["events"])
+    out = {"gflop": 0.0, "trial_s": 0.0, "reached": True, "per_cell": {}}
+    for cell in cells:
+        when = None
+        for t, config, _ in trials.answers(cell):
+            v = verified.get(config_key(config), {})
+            if v.get("passed") and v["cost"] <= reference[cell]:
+                when = t
                 break
-        best = {c: 0.0 for c in space.cells}
-        for e in reports:
-            if e["t"] <= t_end:
-                best[e["cell"]] = max(best[e["cell"]], e["exact_match"])
-        out = {"met": True, "budget_steps": budget, "best_exact_match": best}
-        out["mean_best_exact_match"] = sum(best.values()) / len(best)
-        out.update(trials.compute_at(t_end))
-    return {**out, "wall_s": t_end - t0}
+        at = trials.compute_at(when if when is not None else trials.end(cell), cell)
+        out["per_cell"][cell] = {**at, "reached": when is not None}
+        out["gflop"] += at["gflop"]
+        out["trial_s"] += at["trial_s"]
+        out["reached"] &= when is not None
+    return out
 
 
-# -- the benchmark --------------------------------------------------------------------------------
+def reach_own(run: dict[str, Any], cells: list[str], reference: dict) -> dict:
+    """``shipped``'s own answer: the compute until its race ended, its verification included,
+    judged on the race's own fresh seeds."""
+    trials = Trials(run["events"])
+    out = {"gflop": 0.0, "trial_s": 0.0, "reached": True, "per_cell": {}}
+    for cell in cells:
+        a = run["answers"].get(cell, {})
+        cost = a.get("mean_gflop_to_solve")
+        ok = bool(a.get("passed")) and cost is not None and cost <= reference[cell]
+        at = trials.compute_at(trials.end(cell), cell)
+        out["per_cell"][cell] = {**at, "reached": ok}
+        out["gflop"] += at["gflop"]
+        out["trial_s"] += at["trial_s"]
+        out["reached"] &= ok
+    return out
 
 
-def run_one(method: str, task: str, seed: int, smoke: bool) -> dict[str, Any]:
-    space = task_space(task, smoke, seed)
-    target = "solve" if task == "solve" else "budget"
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def run_one(method: str, seed: int, smoke: bool, store: Path) -> dict[str, Any]:
+    path = store / f"{method.replace('+', '-')}-{seed}.json"
+    if path.is_file():  # runs are kept: an interrupted benchmark goes on where it stopped
+        return json.loads(path.read_text())
+    space = task_space(smoke, seed)
     with tempfile.TemporaryDirectory(prefix="bench-efficiency-") as tmp:
-        folder = Path(tmp)
-        if method.startswith("tpe+asha") or method == "random":  # the Ray Tune ones
-            events, t0 = tune_method(method, space, target, folder)
+        if method == "optuna+hyperband":
+            events, t0, answers = optuna_method(space, Path(tmp), smoke)
         else:
-            events, t0 = process_method(method, space, target, folder, smoke, task)
-    result = analyze(events, t0, space, target)
-    print(f"  {task} seed {seed} {method}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return {**result, "t0": t0, "events": events}  # the raw events, to analyze again
+            events, t0, answers = tune_method(method, space, Path(tmp))
+    run = {"method": method, "seed": seed, "t0": t0, "events": events, "answers": answers}
+    path.write_text(json.dumps(run) + "\n")
+    trials = Trials(events)
+    spent = sum(trials.compute_at(math.inf, c)["gflop"] for c in space.cells)
+    print(f"  seed {seed} {method}: {len(trials.info)} trials, {spent:.4g} GFLOP",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return run
 
 
-def summarize(task: str, runs: dict[str, list[dict[str, Any]]], space) -> str:
-    base = runs.get("random")
+def analyze(runs: list[dict], cells: list[str], verified: dict) -> tuple[dict, list, str]:
+    """The reference, each run's figures, and the markdown tables."""
+    reference = {}
+    for cell in cells:
+        finals = []
+        for r in runs:
+            if r["method"] == "random":
+                answers = Trials(r["events"]).answers(cell)
+                v = verified.get(config_key(answers[-1][1]), {}) if answers else {}
+                finals.append(v["cost"] if v.get("passed") else math.inf)
+        finite = [c for c in finals if math.isfinite(c)]
+        reference[cell] = median(finite) if finite else math.inf
     rows = []
-    for method, rs in runs.items():
-        steps = [r["steps"] for r in rs]
-        if task == "solve":
-            ratio = [b["steps"] / r["steps"] for b, r in zip(base or rs, rs, strict=True)]
-            rows.append(
-                [
-                    method,
-                    f"{sum(r['cells_solved'] for r in rs)}/{len(rs) * len(space.cells)}",
-                    median(steps),
-                    spread(steps),
-                    median(ratio) if base else None,
-                    spread(ratio) if base else None,
-                    median([r["samples"] for r in rs]),
-                    median([r["gflop"] for r in rs]),
-                    median([r["trial_s"] for r in rs]),
-                    median([r["until_all"]["steps"] for r in rs]),
-                    median([r["wall_s"] for r in rs]),
-                ]
-            )
-        else:
-            rows.append(
-                [
-                    method,
-                    median([r["mean_best_exact_match"] for r in rs]),
-                    " ".join(
-                        f"{c} {median([r['best_exact_match'][c] for r in rs]):.3f}"
-                        for c in space.cells
-                    ),
-                    median(steps),
-                    median([r["trials"] for r in rs]),
-                    median([r["trial_s"] for r in rs]),
-                    median([r["wall_s"] for r in rs]),
-                ]
-            )
-    if task == "solve":
-        cols = [
-            "method",
-            "cells solved",
-            "steps to a solver, summed over cells",
-            "(min-max)",
-            "x fewer steps than random",
-            "(min-max)",
-            "samples",
-            "GFLOP (est.)",
-            "trial-seconds",
-            "steps until all cells solved",
-            "wall s until all cells solved",
-        ]
-    else:
-        cols = [
-            "method",
-            "mean best exact-match",
-            "best per cell",
-            "steps spent",
-            "trials started",
-            "trial-seconds",
-            "wall s",
-        ]
-    return table(cols, rows)
+    for r in runs:
+        rows.append({"method": r["method"], "seed": r["seed"],
+                     **reach(r, cells, verified, reference)})  # fmt: skip
+        if r["method"] == "shipped":
+            rows.append({"method": "shipped, own answer", "seed": r["seed"],
+                         **reach_own(r, cells, reference)})  # fmt: skip
+    return reference, rows, tables(reference, rows, runs, cells, verified)
 
 
-def solve_profile(runs: dict[str, list[dict[str, Any]]], space) -> str:
-    """How often a trial solves, and when: the bound on what any method can save."""
-    rows, pooled = [], []
-    for method, rs in runs.items():
-        started = sum(r.get("trials_started", 0) for r in rs)
-        solved = sum(r.get("trials_solved", 0) for r in rs)
-        steps = [x for r in rs for x in r.get("solved_steps", [])]
-        pooled += steps
-        share = f"{100 * solved / started:.0f}%" if started else "-"
-        rows.append([method, started, solved, share, median(steps) if steps else None])
-    text = table(
-        ["method", "trials started", "trials that solved", "share", "median solving step"], rows
-    )
-    if pooled and "random" in runs:
-        oracle = median(pooled) * len(space.cells)
-        rand = median([r["steps"] for r in runs["random"]])
-        text += (
-            f"\n\nA search that picked a solving setting at its first try in every cell would "
-            f"spend about {oracle:.0f} steps (median solving step x {len(space.cells)} cells); "
-            f"random search without early stopping spent {rand:.0f}, **{rand / oracle:.1f}x** "
-            f"that: the most any method could save against it on this task."
+def tables(reference, rows, runs, cells, verified) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def figure(method: str, key: str) -> list[float]:
+        return [r[key] if r["reached"] else math.inf for r in rows if r["method"] == method]
+
+    med = {m: median(figure(m, "gflop")) for m in methods}
+    out = [
+        "Reference per cell (median over seeds of random search's final answer's verified "
+        "GFLOP to solve): " + ", ".join(f"{c} {reference[c]:.4g}" for c in cells),
+        "",
+    ]
+    head = ["method", "runs that reached it", "GFLOP until then, median", "(min-max of those "
+            "that did)", "x less than random", "x less than random+asha", "x less than "
+            "optuna+hyperband", "trial-seconds, median"]  # fmt: skip
+    body = []
+    for m in methods:
+        got = [r for r in rows if r["method"] == m]
+        did = [r["gflop"] for r in got if r["reached"]]
+
+        def ratio(base: str, m=m) -> str:
+            if base not in med or base == m or not math.isfinite(med[m]):
+                return "-"
+            return f"{med[base] / med[m]:.2f}" if math.isfinite(med[base]) else "> all"
+
+        body.append([m, f"{len(did)}/{len(got)}", _num(med[m]), spread(did) if did else "-",
+                     ratio("random"), ratio("random+asha"), ratio("optuna+hyperband"),
+                     _num(median(figure(m, "trial_s")))])  # fmt: skip
+    out.append(table(head, body))
+    out += ["", "A run that never reached the reference counts as infinite in the medians.", ""]
+    # what is there to find: how often a random setting solves, and how its answers verify
+    spent, solved, started = {}, 0, 0
+    for r in runs:
+        t = Trials(r["events"])
+        spent.setdefault(r["method"], []).append(
+            sum(t.compute_at(math.inf, c)["gflop"] for c in cells)
         )
-    return text
+        if r["method"] == "random":
+            ends = [i for i in t.info.values() if "end" in i and not i["verify"]]
+            started += len(ends)
+            solved += sum(i["end"]["value"] is not None and i["end"]["value"] < 1e9 for i in ends)
+    answers = list(verified.values())
+    out.append(table(
+        ["method", "GFLOP of a whole run, median", "(min-max)"],
+        [[m, _num(median(s)), spread(s)] for m, s in spent.items()],
+    ))  # fmt: skip
+    out += ["", f"Random search's trials that solved: {solved}/{started}. Answers verified off "
+            f"the clock: {len(answers)}, of which {sum(a['passed'] for a in answers)} passed "
+            "on every fresh seed."]  # fmt: skip
+    return "\n".join(out)
+
+
+def _num(v: float) -> str:
+    return f"{v:.4g}" if math.isfinite(v) else "never"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="every method once, toy size")
-    ap.add_argument("--seeds", type=int, default=3, help="search seeds (default 3)")
-    ap.add_argument("--tasks", default="solve,generalize", help="solve,generalize")
+    ap.add_argument("--seeds", type=int, default=10, help="search seeds (default 10)")
     ap.add_argument("--methods", default=",".join(METHODS), help=",".join(METHODS))
-    ap.add_argument(
-        "--add-to",
-        type=Path,
-        default=None,
-        help="a results file (bench/out/efficiency.json) whose runs this one's join",
-    )
-    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(*args.worker)
+        optuna_worker(*args.worker)
         return
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ.setdefault("WANDB_MODE", "disabled")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables per run
     from search.tune import connect
 
     connect(None)  # one local Ray for every Tune run: its start-up is no method's cost
     import ray
 
-    tasks = args.tasks.split(",")
-    methods = args.methods.split(",")
+    store = OUT / ("efficiency-smoke-runs" if args.smoke else "efficiency-runs")
+    store.mkdir(parents=True, exist_ok=True)
     seeds = range(1 if args.smoke else args.seeds)
-    runs = {task: {m: [] for m in methods} for task in tasks}
-    for task in tasks:
-        for seed in seeds:
-            for method in methods:  # interleaved: a drift in the machine's load hits them all
-                runs[task][method].append(run_one(method, task, seed, args.smoke))
-                partial = OUT / (
-                    "efficiency-smoke.partial.json" if args.smoke else "efficiency.partial.json"
-                )
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_text(json.dumps(runs, default=str) + "\n")
+    methods = args.methods.split(",")
+    runs = [run_one(m, s, args.smoke, store) for s in seeds for m in methods]  # interleaved
     ray.shutdown()
-    if args.add_to is not None:  # earlier runs of other methods, in the same tables
-        earlier = json.loads(args.add_to.read_text())["runs"]
-        for task in tasks:
-            runs[task] = {**earlier.get(task, {}), **runs[task]}
-            runs[task] = {m: runs[task][m] for m in METHODS if m in runs[task]}
-    md = []
-    for task in tasks:
-        space = task_space(task, args.smoke, 0)
-        b = space.budget
-        what = (
-            "until every cell has a trial with exact-match >= 0.999 on the held-out sums"
-            if task == "solve"
-            else f"within a budget of {budget_steps(space)} training steps"
-        )
-        md.append(
-            f"#### {task}: `{Path(space.source).resolve().relative_to(ROOT)}`, "
-            f"{len(list(seeds))} search seeds, {what}\n\n"
-            f"{len(space.cells)} cells x {space.trials} trials, max_steps {b.max_steps}, "
-            f"eval_every {b.eval_every}, ASHA/Hyperband grace {b.grace_steps} and reduction "
-            f"factor {b.reduction_factor:g}, train_digits {space.fixed['train_digits']}, "
-            f"test_digits {space.fixed['test_digits']}, eval_size {space.fixed['eval_size']}; "
-            f"medians over seeds.\n\n" + summarize(task, runs[task], space)
-        )
-        if task == "solve":
-            md.append(solve_profile(runs[task], space))
-    save("efficiency", {"runs": runs}, "\n\n".join(md), smoke=args.smoke)
+    space = task_space(args.smoke, 0)
+    configs = {config_key(c): c for r in runs for cell in space.cells
+               for _, c, _ in Trials(r["events"]).answers(cell)}  # fmt: skip
+    oracle = SMOKE_ORACLE if args.smoke else ORACLE
+    verified = verify_answers(configs, store / "verified.json", oracle)
+    reference, rows, md = analyze(runs, list(space.cells), verified)
+    b = space.budget
+    head = (
+        f"`{Path(space.source).resolve().relative_to(ROOT)}`: {len(space.cells)} cells x "
+        f"{space.trials} trials, up to {b.max_steps} steps each, {len(seeds)} search seeds; "
+        f"answers verified on {oracle['seeds']} fresh seeds x {oracle['n']} fresh sums of "
+        f"{', '.join(map(str, oracle['digits']))} digits.\n\n"
+    )
+    save("efficiency", {"reference": reference, "rows": rows, "verified": verified,
+                        "runs": [{k: v for k, v in r.items() if k != "events"} for r in runs]},
+         head + md, smoke=args.smoke)  # fmt: skip
 
 
 if __name__ == "__main__":

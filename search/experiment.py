@@ -38,6 +38,7 @@ def build(
     max_failures: int,
     wandb: tuple[str, str, str],  # mode, project, group
     total: int,
+    callbacks: list | None = None,  # more, after ours (a benchmark's recorder)
 ) -> tune.Tuner:
     """A new experiment in ``folder/experiment``, driven by ``searcher`` and ``scheduler``."""
     mode, project, group = wandb
@@ -63,6 +64,7 @@ def build(
                 JsonLoggerCallback(),
                 WandbCallback(mode, folder, project, group),
                 ProgressCallback(total),
+                *(callbacks or []),
             ],
             verbose=0,  # ProgressCallback says what matters, one line per trial
         ),

@@ -29,7 +29,8 @@ from typing import Any
 from search.metrics import UNSOLVED
 
 FIRST_COMPARISON = 2  # seeds every live candidate has run before rule 2 compares means
-SEED_BASE = 10_000  # fresh training seeds of verification: far from the search's own
+SEED_BASE = 10_000  # fresh training seeds of the search's race: far from its trials' own
+AFTER_SEED_BASE = 20_000  # adder verify's: not the race's, which chose the winner on theirs
 # Keys a trial's config carries besides TrainConfig's in a verification run: the lengths and the
 # number of fresh sums to score after training, and the search trial whose setting it retrains.
 VERIFY_KEYS = ("verify_digits", "verify_n", "verify_of")

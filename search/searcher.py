@@ -32,8 +32,11 @@ from search.studies import SAMPLERS
 class Races:
     """Each cell's race, as Tune trials: the configs to run and the results they bring back."""
 
-    def __init__(self, verify: Verify, digits: list[int], metric: str, mode: str):
+    def __init__(
+        self, verify: Verify, digits: list[int], metric: str, mode: str, seed_base: int = SEED_BASE
+    ):
         self.verify, self.digits, self.metric, self.mode = verify, digits, metric, mode
+        self.seed_base = seed_base
         self.races: dict[str, Race] = {}
         self.run_of: dict[str, tuple[str, str, int]] = {}  # trial -> cell, candidate, seed index
 
@@ -50,7 +53,7 @@ class Races:
         self.run_of[trial_id] = (cell, candidate.trial_id, j)
         return {
             **candidate.config,
-            "seed": SEED_BASE + j,
+            "seed": self.seed_base + j,
             "verify_digits": self.digits,
             "verify_n": self.verify.n,
             "verify_of": candidate.trial_id,
@@ -66,7 +69,7 @@ class Races:
         if result is not None and f"exact_match_{self.digits[0]}" not in result:
             return cell
         figures = run_figures(
-            {**(result or {}), "seed": SEED_BASE + j},
+            {**(result or {}), "seed": self.seed_base + j},
             self.digits,
             self.verify.threshold,
             self.metric,

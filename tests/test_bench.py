@@ -59,26 +59,22 @@ def test_overhead_accounts_for_the_whole_search(smoke_runs):
 
 def test_efficiency_runs_every_method(smoke_runs):
     out, _ = smoke_runs
-    runs = json.loads((out / "efficiency-smoke.json").read_text())["runs"]
-    for task in ("solve", "generalize"):
-        methods = {"tpe+asha", "tpe+asha+seed", "random", "optuna+hyperband", "seed grid"}
-        assert set(runs[task]) == methods
-        for method, results in runs[task].items():
-            for r in results:
-                assert r["trials"] >= 1 and r["steps"] > 0, (task, method, r)
-        # the seed's setting (hidden 32, lr 0.001, batch 128), clamped into the smoke space's
-        # ranges, is the first trial TPE suggests in tpe+asha+seed, and Tune ran it (its ids are
-        # Tune's). Two trials run at once, so it is one of the first two to start (either order).
-        (run,) = runs[task]["tpe+asha+seed"]
+    result = json.loads((out / "efficiency-smoke.json").read_text())
+    assert {r["method"] for r in result["runs"]} == {
+        "shipped", "random", "random+asha", "optuna+hyperband"}  # fmt: skip
+    methods = {r["method"] for r in result["rows"]}
+    assert "shipped, own answer" in methods
+    runs = sorted((out / "efficiency-smoke-runs").glob("*.json"))
+    for path in runs:
+        run = json.loads(path.read_text())
         starts = [e for e in run["events"] if e["kind"] == "start"]
-        seeded = [
-            e
-            for e in starts[:2]
-            if {k: e["config"][k] for k in ("hidden", "lr", "batch_size")}
-            == {"hidden": 16, "lr": 0.003, "batch_size": 32}
-        ]
-        assert len(seeded) == 1, [e["config"] for e in starts[:2]]
-        assert "-grid-" not in seeded[0]["trial"] and "-" not in seeded[0]["trial"]
+        ends = [e for e in run["events"] if e["kind"] == "end"]
+        assert len(starts) == len(ends) >= 2, path.name  # the smoke space: 2 trials
+        if run["method"] == "shipped":  # its race retrained candidates on fresh seeds
+            assert any(e["verify"] for e in starts)
+            assert all(e["config"]["seed"] >= 10_000 for e in starts if e["verify"])
+        else:
+            assert not any(e["verify"] for e in starts)
 
 
 def test_gpu_script_says_what_ran(smoke_runs):
@@ -102,48 +98,60 @@ def efficiency():
     return bench.efficiency
 
 
-def made_up_events(efficiency):
-    from search.space import parse_space
+def made_up_events():
+    config = {"cell": "gru", "hidden": 8}
 
-    space = parse_space(
-        {
-            "name": "made-up",
-            "cells": ["gru"],
-            "trials": 2,
-            "budget": {"max_steps": 200, "eval_every": 50, "grace_steps": 50},
-            "params": {"hidden": {"int": [8, 16]}},
-        }
-    )
-    config = {**space.base_config("gru"), "hidden": 8, "batch_size": 10}
+    def start(trial, t, hidden=8, verify=False):
+        return {"t": t, "kind": "start", "trial": trial, "cell": "gru",
+                "config": {**config, "hidden": hidden}, "verify": verify}  # fmt: skip
 
-    def report(trial, t, step, em, solved):
-        return {"t": t, "kind": "report", "trial": trial, "cell": "gru", "step": step,
-                "exact_match": em, "solved": solved}  # fmt: skip
+    def report(trial, t, gflop):
+        return {"t": t, "kind": "report", "trial": trial, "step": 0, "gflop": gflop}
 
-    events = [
-        {"t": 0.0, "kind": "start", "trial": "a", "config": config},
-        {"t": 0.5, "kind": "start", "trial": "b", "config": config},
-        report("a", 1.0, 50, 0.2, False),
-        report("b", 1.5, 50, 0.4, False),
-        report("a", 2.0, 100, 1.0, True),
-        report("b", 3.0, 100, 0.9, False),
+    def end(trial, t, value):
+        return {"t": t, "kind": "end", "trial": trial, "value": value}
+
+    return [
+        start("a", 0.0, hidden=8),
+        start("b", 0.5, hidden=16),
+        report("a", 1.0, 10.0),
+        report("b", 1.5, 4.0),
+        report("a", 2.0, 20.0),
+        end("a", 2.0, 20.0),  # solved at 20 GFLOP: the first answer
+        start("c", 2.0, hidden=24),
+        report("b", 3.0, 8.0),
+        end("b", 3.0, 1e9 + 0.3),  # unsolved: never an answer
+        report("c", 4.0, 6.0),
+        end("c", 4.0, 6.0),  # solved cheaper: the second answer
+        start("v", 4.0, verify=True),
+        report("v", 5.0, 6.0),
+        end("v", 5.0, 6.0),
     ]
-    return space, events
 
 
-def test_efficiency_counts_steps_until_every_cell_is_solved(efficiency):
-    space, events = made_up_events(efficiency)
-    r = efficiency.analyze(events, 0.0, space, "solve")
-    # at t = 2: trial a has done 100 steps; b, between its reports at 1.5 (50) and 3 (100), 66.7
-    assert r["met"] and r["wall_s"] == 2.0
-    assert r["steps"] == pytest.approx(100 + 50 + 50 * 0.5 / 1.5)
-    assert r["samples"] == pytest.approx(10 * r["steps"])
-    assert r["trial_s"] == pytest.approx(2.0 + 1.5) and r["trials"] == 2
+def test_efficiency_answers_and_compute_until_an_instant(efficiency):
+    trials = efficiency.Trials(made_up_events())
+    answers = trials.answers("gru")
+    assert [(t, c["hidden"], v) for t, c, v in answers] == [(2.0, 8, 20.0), (4.0, 24, 6.0)]
+    # at t = 2.5: a has spent 20; b, between its reports at 1.5 (4) and 3 (8), 5.33; c, a
+    # quarter of the way from its start at 2 (0) to its report at 4 (6), 1.5
+    at = trials.compute_at(2.5, "gru")
+    assert at["gflop"] == pytest.approx(20 + 4 + 4 * 1 / 1.5 + 1.5)
+    assert at["trial_s"] == pytest.approx(2.0 + 2.0 + 0.5)
+    assert trials.compute_at(10, "gru")["gflop"] == pytest.approx(20 + 8 + 6 + 6)
 
 
-def test_efficiency_best_exact_match_within_a_budget(efficiency):
-    space, events = made_up_events(efficiency)
-    assert efficiency.budget_steps(space) == 2 * 200 // 3  # 133 steps
-    r = efficiency.analyze(events, 0.0, space, "budget")
-    # 133 steps are reached at t = 2 (166.7 by then); b's 0.9 at t = 3 comes too late
-    assert r["wall_s"] == 2.0 and r["best_exact_match"] == {"gru": 1.0}
+def test_efficiency_reaches_the_reference_at_the_first_answer_verified_under_it(efficiency):
+    run = {"events": made_up_events(), "answers": {}}
+    key = efficiency.config_key
+    first, second = ({"cell": "gru", "hidden": h} for h in (8, 24))
+    verified = {key(first): {"passed": True, "cost": 30.0},
+                key(second): {"passed": True, "cost": 7.0}}  # fmt: skip
+    # a reference of 10 GFLOP: the first answer verifies at 30, too dear; the second at 7
+    r = efficiency.reach(run, ["gru"], verified, {"gru": 10.0})
+    assert r["reached"] and r["gflop"] == pytest.approx(20 + 8 + 6)  # until t = 4
+    r = efficiency.reach(run, ["gru"], verified, {"gru": 40.0})
+    assert r["reached"] and r["gflop"] == pytest.approx(20 + 4 + 4 * 0.5 / 1.5)  # t = 2
+    verified[key(second)] = {"passed": False, "cost": None}
+    r = efficiency.reach(run, ["gru"], verified, {"gru": 10.0})
+    assert not r["reached"] and r["gflop"] == pytest.approx(20 + 8 + 6 + 6)  # all of it

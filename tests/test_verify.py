@@ -40,20 +40,28 @@ def test_verify_retrains_each_best_with_fresh_seeds(smoke_results, tmp_path):
     assert set(summary["cells"]) == set(board["cells"])
     for cell, c in summary["cells"].items():
         cands = c["candidates"]
-        # the leaderboard's best and its runner-up, each retrained with the same fresh seeds
+        # the search's best and its runner-up by its objective (the race's candidates #1, #2),
+        # each retrained with the same fresh seeds: neither the search's nor the race's
         assert [k["rank"] for k in cands] == [1, 2]
-        assert cands[0]["trial_id"] == board["cells"][cell]["trial_id"]
+        raced = {k["rank"]: k["trial_id"] for k in board["cells"][cell]["candidates"]}
+        assert cands[0]["trial_id"] == raced[1]
         assert cands[1]["trial_id"] in {t["trial_id"] for t in trials if t["cell"] == cell}
         for k in cands:
-            assert k["seeds"] == [10_000, 10_001]  # fresh, not the search's
-            assert sorted(r["seed"] for r in k["runs"]) == [10_000, 10_001]
+            assert k["seeds"] == [20_000, 20_001] and not k["dropped"]  # no racing here
+            assert sorted(r["seed"] for r in k["runs"]) == [20_000, 20_001]
             for d in ("5", "12"):
                 s = k["digits"][d]
                 assert s["n"] == 2 and 0 <= s["min"] <= s["mean"] <= 1
-                assert 0 <= s["solved_frac"] <= 1
-        # the cell's verified setting is the candidate with the best mean over lengths
-        means = {k["trial_id"]: sum(s["mean"] for s in k["digits"].values()) for k in cands}
-        assert means[c["trial_id"]] == max(means.values())
+                assert 0 <= s["solved"] <= 2
+
+        # the chosen one: every seed passing first, then the lowest mean of the race's value
+        # (GFLOP to solve where a seed passed; else 1e9 + how far its worst length fell short)
+        for k in cands:
+            for r in k["runs"]:
+                short = 1 - min(r["exact_match"].values())
+                assert r["passed"] or r["value"] == pytest.approx(1e9 + short)
+        key = {k["trial_id"]: (not k["passed"], sum(r["value"] for r in k["runs"])) for k in cands}
+        assert key[c["trial_id"]] == min(key.values())
     md = (folder / "verify.md").read_text()
     for c in summary["cells"].values():
         for k in c["candidates"]:
@@ -63,7 +71,7 @@ def test_verify_retrains_each_best_with_fresh_seeds(smoke_results, tmp_path):
     r = adder("report", folder)
     assert r.returncode == 0, r.stderr[-2000:]
     text = (folder / "report.md").read_text()
-    assert "not verified yet" not in text.lower() and "seeds [10000, 10001]" in text
+    assert "no `adder verify` run yet" not in text.lower() and "seeds [20000, 20001]" in text
 
 
 def test_verify_refuses_a_folder_without_a_leaderboard(tmp_path):
