@@ -28,6 +28,7 @@ LABEL = {
     "step": "training step",
     "exact_match": "exact-match\n(fraction of sums with every digit right)",
     "val_loss": "validation loss\n(cross-entropy per digit)",
+    "solved_gflop": "training GFLOP to solve\n(unsolved: marked at the top)",
     "hidden": "hidden units per layer",
     "layers": "stacked layers",
     "lr": "peak learning rate",
@@ -147,8 +148,15 @@ def plot_curves(
     return _save(fig, path, f"Learning curves of the {TOP} best trials per cell")
 
 
-def plot_params(path: Path, cell: str, records: list[TrialRecord], scales: dict) -> Path:
-    """Each trial's last val loss and exact-match against each searched parameter of one cell."""
+def plot_params(
+    path: Path, cell: str, records: list[TrialRecord], scales: dict, metric: str = "val_loss"
+) -> Path:
+    """Each trial's objective and exact-match against each searched parameter of one cell.
+    Under ``cost_to_solve`` the objective is drawn as GFLOP to solve, on a log axis, with the
+    trials that did not solve marked along the top."""
+    key0 = "solved_gflop" if metric == "cost_to_solve" else metric
+    solved = [num(r.metrics.get("solved_gflop")) for r in records]
+    top = max((g for g in solved if g is not None), default=1.0) * 2
     names = sorted(scales)
     fig, axes = _figure(2, len(names), 3.6, 3.4)
     for j, p in enumerate(names):
@@ -161,10 +169,12 @@ def plot_params(path: Path, cell: str, records: list[TrialRecord], scales: dict)
                 str(c),
             ),
         )
-        for row, key in enumerate(("val_loss", "exact_match")):
+        for row, key in enumerate((key0, "exact_match")):
             ax = axes[row, j]
             for k, r in enumerate(records):
                 x, y = r.config.get(p), num(r.metrics.get(key))
+                if key == "solved_gflop" and y is None:
+                    y = top  # not solved: along the top, above every solver
                 if x is None or y is None:
                     continue
                 if scale.kind == "choice":  # spread points that share a choice a little
@@ -183,10 +193,14 @@ def plot_params(path: Path, cell: str, records: list[TrialRecord], scales: dict)
                     ax.set_xlim(scale.low - margin, scale.high + margin)
                 if all(isinstance(r.config.get(p), int) for r in records):
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set(xlabel=f"{LABEL.get(p, p)} [{scale.kind}]", ylabel=LABEL[key] if j == 0 else "")
+            ylabel = LABEL.get(key, key) if j == 0 else ""
+            ax.set(xlabel=f"{LABEL.get(p, p)} [{scale.kind}]", ylabel=ylabel)
             ax.grid(alpha=0.3)
-        _log(axes[0, j], "y")
-        axes[0, j].set(title=f"val loss vs {p}")
+        if key0 in ("solved_gflop", "val_loss", "iid_val_loss"):
+            _log(axes[0, j], "y")
+        if key0 == "solved_gflop":
+            axes[0, j].axhline(top, color="0.6", lw=0.8, ls=":")
+        axes[0, j].set(title=f"{key0.replace('_', ' ')} vs {p}")
         axes[1, j].set(title=f"exact-match vs {p}", ylim=(-0.03, 1.03))
     _status_legend(fig, records)
     return _save(
@@ -194,7 +208,9 @@ def plot_params(path: Path, cell: str, records: list[TrialRecord], scales: dict)
     )
 
 
-def plot_importances(path: Path, imps: dict[str, dict[str, float]]) -> Path:
+def plot_importances(
+    path: Path, imps: dict[str, dict[str, float]], metric: str = "val_loss"
+) -> Path:
     fig, axes = _figure(1, len(imps), 4.5, 3.5)
     for ax, (cell, imp) in zip(axes[0], imps.items(), strict=True):
         names = list(imp)[::-1]  # most important on top
@@ -203,7 +219,7 @@ def plot_importances(path: Path, imps: dict[str, dict[str, float]]) -> Path:
         ax.set(title=cell, xlabel="importance (share of the total)", xlim=(0, 1.15))
         ax.grid(axis="x", alpha=0.3)
     axes[0, 0].set(ylabel="searched parameter")
-    return _save(fig, path, "Parameter importances for val_loss, per cell (Optuna, PED-ANOVA)")
+    return _save(fig, path, f"Parameter importances for {metric}, per cell (Optuna, PED-ANOVA)")
 
 
 def plot_asha(path: Path, by_cell: dict[str, list[TrialRecord]]) -> Path:

@@ -156,9 +156,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _verify_section(s: Search) -> list[str]:
     """The search's own verification (leaderboard.json), then adder verify's (verify.json)."""
-    md = verify_lines(s.saved) if s.saved else []
-    if not md:
-        md = ["The search ran no verification (its space has no `verify:`)."]
+    if s.saved is None:
+        md = ["The search has not finished: its verification (where its space asks for one) "
+              "comes with its leaderboard."]  # fmt: skip
+    else:
+        md = verify_lines(s.saved) or ["The search ran no verification (its space has no "
+                                       "`verify:`)."]  # fmt: skip
     path = s.folder / VERIFY_JSON
     if not path.is_file():
         return [*md, "", "No `adder verify` run yet (more seeds or lengths after the fact)."]
@@ -273,7 +276,7 @@ def _params(s: Search) -> Section:
         if not scales:
             md += [f"- {c}: no parameter took two values; nothing to plot.", ""]
             continue
-        plots.append(plot_params(s.folder / f"params-{c}.png", c, records, scales))
+        plots.append(plot_params(s.folder / f"params-{c}.png", c, records, scales, s.metric))
         src = "optuna.db" if c in s.studies else "inferred from the trials"
         kinds = ", ".join(f"{k} {v.kind}" for k, v in sorted(scales.items()))
         md += [f"![{c}]({plots[-1].name})", "", f"{c}: searched as ({src}): {kinds}", ""]
@@ -285,10 +288,10 @@ def _importances(s: Search) -> Section:
     found = {c: importances(s.studies.get(c)) for c in s.by_cell}
     imps = {c: imp for c, (imp, _) in found.items() if imp is not None}
     if imps:
-        plots.append(plot_importances(s.folder / "importances.png", imps))
+        plots.append(plot_importances(s.folder / "importances.png", imps, s.metric))
         params = sorted({p for imp in imps.values() for p in imp})
         md += ["How much each parameter decides whether a trial lands in its cell's best 10% by "
-               "val_loss (Optuna's PED-ANOVA; ASHA-stopped trials count with their value when "
+               f"{s.metric} (Optuna's PED-ANOVA; ASHA-stopped trials count with their value when "
                "stopped).", ""]  # fmt: skip
         md += _table(
             ["parameter", *imps],

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 VERIFY = {
     "cells": {
-        "gru": {"digits": {"10": {"mean": 0.99, "min": 0.97, "solved_frac": 0.5, "n": 1000}},
+        "gru": {"digits": {"10": {"mean": 0.99, "min": 0.97, "solved": 1, "n": 2}},
                 "seeds": [1, 2]},
     }
 }  # fmt: skip
@@ -98,8 +98,11 @@ def test_report_md_covers_every_cell_plot_and_section(finished):
     importance = text.split("## Parameter importances")[1].split("## ")[0]
     for cell in cells:  # an importance for every cell, or a line that says why not
         assert f" {cell} |" in importance or f"- {cell}: " in importance
-    assert "| gru | 10 | 0.99 | 0.97 | 0.5 | 1000 |" in text  # verify.json
-    assert "Not verified yet" not in text
+    assert "| gru | 10 | 0.99 | 0.97 | 1 | 2 |" in text  # verify.json
+    verification = text.split("## Verification")[1]  # the search's own race, then adder verify
+    assert "Verified: each cell's 2 best settings retrained" in verification
+    for cell in cells:
+        assert f"| {cell} | **" in verification  # the winner of the cell's race, in bold
 
 
 @pytest.mark.slow
@@ -111,7 +114,8 @@ def test_report_on_an_interrupted_search_skips_importances_with_a_note(interrupt
     assert text.count("no optuna.db for this cell yet") == 3
     assert "inferred from the trials" in text
     assert "importances.png" not in {plot.name for plot in plots}
-    assert "Not verified yet: run adder verify." in text
+    assert "The search has not finished: its verification" in text
+    assert "No `adder verify` run yet" in text
     for plot in plots:
         assert_png(plot)
 
