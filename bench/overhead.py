@@ -1,15 +1,18 @@
 """Search overhead: the share of a search's core-time spent inside training steps.
 
-    python bench/overhead.py           # spaces/smoke.yaml and bench/spaces/overhead*.yaml
+    python bench/overhead.py           # spaces/default.yaml, smoke.yaml, bench/spaces/overhead*
     python bench/overhead.py --before 0e30566 --runs 2   # and the code at a git commit, in turn
     python bench/overhead.py --smoke   # one two-trial search: the measurement, end to end
 
 Each run is a real ``adder search`` (local Ray, W&B offline) in a child process. Its trainable is
 wrapped with timers around the real code (the project's trainable and trainer run inside, not a
-copy): time inside training steps, evaluation, checkpoint + report, model set-up. Core-time is
-the command's wall time x the CPUs Ray was given. The rest of the account: the driver's stamps
-(Ray start-up, writing the results), the gaps between trials, and the CPU time of every process
-of the search (driver, raylet, GCS, workers, W&B), read from /proc.
+copy). A training step is what ``adder.train.train_step`` does plus drawing its batch, timed
+where the training loop calls them; evaluation is every scoring of held-out sums (the quick
+scoring of each report, the whole one, the confirmation, a verification run's fresh sums);
+then checkpoint + report, and model and held-out set-up. Core-time is the command's wall time
+x the CPUs Ray was given. The rest of the account: the driver's stamps (Ray start-up, writing
+the results), the gaps between trials, and the CPU time of every process of the search
+(driver, raylet, GCS, workers, W&B), read from /proc.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, ROOT, TreeCPU, median, save, spread, table  # noqa: E402
 
-SPACES = {  # (space, runs): the smoke search the issue names, the bench size, three times that
+SPACES = {  # (space, runs): the search make run starts, the smoke one, two bench sizes
     "full": [
+        (ROOT / "spaces/default.yaml", 1),
         (ROOT / "spaces/smoke.yaml", 3),
         (ROOT / "bench/spaces/overhead.yaml", 3),
         (ROOT / "bench/spaces/overhead-long.yaml", 2),
@@ -57,7 +61,8 @@ def make_timed_trainable(folder: str):
         T = importlib.import_module("adder.train")  # `adder.train` the attribute is a function
         S = importlib.import_module("search.trainable")
 
-        parts = ("trainable", "train", "setup", "evaluate", "report", "save", "tune_report")
+        parts = ("trainable", "train", "step", "setup", "evaluate", "verify_eval", "report",
+                 "save", "tune_report")  # fmt: skip
         wall, cpu = dict.fromkeys(parts, 0.0), dict.fromkeys(parts, 0.0)
         meta = {
             "trial_id": tune.get_context().get_trial_id(),
@@ -73,21 +78,32 @@ def make_timed_trainable(folder: str):
         def dump() -> None:
             path.write_text(json.dumps({**meta, "wall": wall, "cpu": cpu, "end": time.time()}))
 
+        inside: set[str] = set()  # parts being timed now: a nested call is not counted again
+
         def timed(name, fn):
             def wrapper(*args, **kwargs):
+                if name in inside:
+                    return fn(*args, **kwargs)
+                inside.add(name)
                 t, c = perf_counter(), thread_time()
                 try:
                     return fn(*args, **kwargs)
                 finally:
                     wall[name] += perf_counter() - t
                     cpu[name] += thread_time() - c
+                    inside.discard(name)
 
             return wrapper
 
+        # every function train() and the trainable call to score held-out sums, whichever path
+        scoring = [(T, n) for n in ("score", "evaluate", "_evaluate") if hasattr(T, n)]
+        # an older version (bench/overhead.py --before) may lack train_step and verify
+        stepping = [(T, n) for n in ("train_step", "sample") if hasattr(T, "train_step")]
+        verifying = [(S, "verify")] if hasattr(S, "verify") else []
         saved = {
             (T, "build"): T.build,
             (T, "held_out"): T.held_out,
-            (T, "evaluate"): T.evaluate,
+            **{(m, n): getattr(m, n) for m, n in (*scoring, *stepping, *verifying)},
             (S, "save_checkpoint"): S.save_checkpoint,
             (S, "train"): S.train,
             (tune, "report"): tune.report,
@@ -106,7 +122,12 @@ def make_timed_trainable(folder: str):
 
         T.build = timed("setup", T.build)
         T.held_out = timed("setup", T.held_out)
-        T.evaluate = timed("evaluate", T.evaluate)
+        for module, name in stepping:  # the step, and its batch (held_out draws its own)
+            setattr(module, name, timed("step", getattr(module, name)))
+        for module, name in scoring:
+            setattr(module, name, timed("evaluate", getattr(module, name)))
+        for module, name in verifying:
+            setattr(module, name, timed("verify_eval", getattr(module, name)))
         S.save_checkpoint = timed("save", S.save_checkpoint)
         S.train = timed_train
         tune.report = timed_report
@@ -184,7 +205,7 @@ def run_once(space: Path, cpus: int, code: Path | None = None) -> dict[str, Any]
             text=True,
         )
         with TreeCPU(p.pid) as cpu:
-            _, err = p.communicate(timeout=1800)
+            _, err = p.communicate(timeout=4 * 3600)
         wall = time.time() - t0
         if p.returncode != 0:
             raise SystemExit(f"search failed ({p.returncode}):\n{err[-3000:]}")
@@ -197,13 +218,18 @@ def run_once(space: Path, cpus: int, code: Path | None = None) -> dict[str, Any]
 
 def trial_parts(trials: list[dict[str, Any]], clock: str) -> dict[str, float]:
     """Seconds of ``clock`` (wall or cpu) in each part of the trials, summed over trials."""
-    s = {k: sum(t[clock][k] for t in trials) for k in trials[0][clock]}
+    s = {k: sum(t[clock].get(k, 0.0) for t in trials) for k in trials[0][clock]}
+    rest = s["train"] - s["setup"] - s["report"] - s["evaluate"]
+    step = s["step"] or rest  # an older version without train_step: all the rest of train()
     return {
-        "training steps": s["train"] - s["setup"] - s["evaluate"] - s["report"],
-        "evaluation": s["evaluate"],
+        "training steps": step,
+        "evaluation": s["evaluate"] + s.get("verify_eval", 0.0),
         "checkpoint + report": s["report"],
         "model + held-out set-up": s["setup"],
-        "trainable, outside train()": s["trainable"] - s["train"],
+        "train(), other (the loop around the steps)": rest - step,
+        "trainable, outside train() and its scoring": s["trainable"]
+        - s["train"]
+        - s.get("verify_eval", 0.0),
         "(torch.save)": s["save"],
         "(tune.report)": s["tune_report"],
     }
