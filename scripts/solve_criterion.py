@@ -10,10 +10,11 @@ where a run passes exact-match 0.999 on the search's sums, every evaluation also
 on sums no search ever selects on (1000 fresh 100-digit sums, the seed ``adder verify`` uses)
 and, where it passes 0.999 on the search's 100-digit sums (no criterion stops anywhere else),
 on 1000 fresh 1000-digit sums; where every one of those is right, also on 1000 1000-digit sums
-of the search's own family (the confirmation set a trial may use). A run ends 20 evaluations (1000 steps) after its first
-pass, or at 3000 steps: criteria are replayed on the whole recorded curve, never cut short by
-one of them. For each criterion: the step at which it would have stopped the run, and whether
-the model at that step adds fresh sums at both lengths (exact-match >= 0.999 on each).
+of the search's own family (the confirmation set a trial may use). A run ends 20 evaluations
+(1000 steps) after its first pass, or at 3000 steps: criteria are replayed on the whole
+recorded curve, never cut short by one of them. For each criterion: the step at which it
+would have stopped the run, and whether the model at that step adds fresh sums at both
+lengths (exact-match >= 0.999 on each).
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ def _consecutive(rows, ok, k: int) -> int | None:
     return None
 
 
-def _confirmed(exact: float, k: int, c: int):
+def _confirmed(exact: float, k: int, c: int, confirm: float = 1.0):
     """The test set at ``exact`` or above for ``k`` evaluations in a row, then the 1000-digit
-    confirmation set all right at ``c`` evaluations in a row (each with the test set passed);
-    a failed confirmation starts both counts again."""
+    confirmation set at ``confirm`` or above (1.0: all right) at ``c`` evaluations in a row
+    (each with the test set passed); a failed confirmation starts both counts again."""
 
     def rule(rows) -> int | None:
         run = conf = 0
@@ -131,7 +132,7 @@ def _confirmed(exact: float, k: int, c: int):
             if run < k:
                 conf = 0
                 continue
-            if r.get("confirm_1000", 0) >= 1.0:
+            if r.get("confirm_1000", 0) >= confirm:
                 conf += 1
                 if conf >= c:
                     return i
@@ -153,7 +154,10 @@ CRITERIA = {
     "1.0 twice, then 1000-digit set all right": _confirmed(1.0, 2, 1),
     "1.0 twice, then 1000-digit set all right twice in a row": _confirmed(1.0, 2, 2),
     "1.0 twice, then 1000-digit set all right 3 times in a row": _confirmed(1.0, 2, 3),
+    "1.0 three times, then 1000-digit set all right": _confirmed(1.0, 3, 1),
     "1.0 four times, then 1000-digit set all right": _confirmed(1.0, 4, 1),
+    "1.0 four times, then 1000-digit set >= 0.999": _confirmed(1.0, 4, 1, 0.999),
+    "1.0 four times, then 1000-digit set all right twice in a row": _confirmed(1.0, 4, 2),
 }
 
 
