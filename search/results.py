@@ -33,6 +33,7 @@ class TrialRecord:
     seconds: float = 0.0
     path: str = ""
     verify_of: str | None = None  # a verification run: the search trial whose setting it is
+    end: float | None = None  # the time of its last result (seconds since the epoch)
 
     def rank_key(self, metric: str, mode: str) -> tuple:
         return rank_key(metric, mode, self.metrics)
@@ -73,6 +74,7 @@ def load_trials(folder: Path, experiment: str = EXPERIMENT) -> list[TrialRecord]
                 seconds=float(last.get("time_total_s", 0.0)),
                 path=t.storage.trial_fs_path if t.storage else "",
                 verify_of=t.config.get("verify_of"),
+                end=last.get("timestamp"),
             )
         )
     return sorted(records, key=lambda r: (r.cell, r.trial_id))
@@ -132,7 +134,18 @@ def leaderboard(
         counts[s] = sum(r.status == s for r in search)
     board["trials"] = counts
     board["compute"] = {cell: compute(records, cell) for cell in cells}
+    board["verify_wall_s"] = verify_wall(records)
     return board
+
+
+def verify_wall(records: list[TrialRecord]) -> float | None:
+    """Wall seconds from the first verification run's start to the last trial's end: the
+    verification stage (other cells' searches may still run in it: one experiment holds all)."""
+    runs = [r for r in records if r.verify_of is not None and r.end is not None]
+    ends = [r.end for r in records if r.end is not None]
+    if not runs:
+        return None
+    return round(max(ends) - min(r.end - r.seconds for r in runs), 1)
 
 
 def compute(records: list[TrialRecord], cell: str) -> dict[str, Any]:
@@ -264,6 +277,11 @@ def markdown(board: dict[str, Any], wall_s: float | None = None) -> str:
         )
     if wall_s is not None:
         lines.append(f"\nWall time: {wall_s:.0f} s")
+    if board.get("verify_wall_s") is not None:
+        lines.append(
+            f"Verification stage: {board['verify_wall_s']:.0f} s of it, from the first "
+            "verification run's start to the end (other cells may still be searching then)"
+        )
     lines.append(
         f"\nSearch rank = by the objective, {obj.get('metric')} ({obj.get('mode')}), then fewer "
         "parameters. The answer per cell is the winner of its verification where there is one."
