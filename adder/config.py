@@ -88,7 +88,7 @@ class TrainConfig:
     solve_patience: int = 1
     """Consecutive evaluations at solve_exact or above that it takes to be solved."""
     confirm_digits: int = 0
-    """Digits of a longer held-out set that must also reach solve_exact once; 0: none."""
+    """Digits of a longer held-out set that must then reach exact-match 0.999; 0: none."""
     confirm_size: int = 200
     """Problems in the confirmation set (scored only when the test set has been passed)."""
     diverge_loss: float = 10.0

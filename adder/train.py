@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from adder.config import TrainConfig
+from adder.config import SOLVED, TrainConfig
 from adder.data import Batch, held_out, make_generator, sample
 from adder.errors import UserError
 from adder.models import Adder, count_params, train_flops
@@ -243,9 +243,9 @@ def train(
                 if confirm is None:
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
                 # scored until it cannot pass: a model far off costs a chunk, not the whole set
-                limit = allowed_errors(cfg.confirm_size, cfg.solve_exact)
+                limit = allowed_errors(cfg.confirm_size, SOLVED)
                 confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
-            if confirmed is None or confirmed >= cfg.solve_exact:
+            if confirmed is None or confirmed >= SOLVED:
                 solved_step = step
             else:
                 streak = 0

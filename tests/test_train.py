@@ -359,14 +359,14 @@ def test_patience_asks_for_consecutive_passes():
 
 def test_confirmation_on_longer_sums_is_what_solves():
     """A run is solved at the first evaluation where the test set passed and the longer set
-    does too; every earlier pass of the test set was refused by the longer set."""
+    reaches 0.999; every earlier pass of the test set was refused by the longer set."""
     cfg = TrainConfig(**SOLVES, confirm_digits=80, confirm_size=100, solve_exact=1.0)
     summary, reports, states = run(cfg)
     assert summary["solved_step"] == reports[-1]["step"]
     checked = [m for m in reports if "confirm_exact_match" in m]
     assert checked and checked[-1] is reports[-1]
-    assert checked[-1]["confirm_exact_match"] == 1.0
-    assert all(m["confirm_exact_match"] < 1.0 for m in checked[:-1])
+    assert checked[-1]["confirm_exact_match"] >= SOLVED
+    assert all(m["confirm_exact_match"] < SOLVED for m in checked[:-1])
     assert all(m["exact_match"] == 1.0 for m in checked)
     # independently: the solving model adds 100 fresh 80-digit sums (Python's integers)
     from adder.data import from_digits, held_out
