@@ -310,7 +310,24 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         _train_field(key, "params", err)
         if key in fixed:
             raise err(f"params.{key}", "is also in fixed; expected each setting in one place")
-        params.append(_param(key, spec, err))
+        if not isinstance(spec, list):
+            params.append(_param(key, spec, err))
+            continue
+        # a list: one range per group of cells (the transformer's width on multiples of its
+        # heads, the recurrent cells' anywhere), each with cells:, no cell in two
+        if not spec:
+            raise err(f"params.{key}", "[] is invalid; expected a spec, or a list of them")
+        seen: set[str] = set()
+        for i, one in enumerate(spec):
+            at = f"params.{key}.{i}"
+            if not isinstance(one, dict) or "cells" not in one:
+                raise err(f"{at}.cells", "missing; expected each spec of a list to name cells")
+            p = _param(key, one, err, where=at)
+            if twice := seen & set(p.cells):
+                raise err(f"{at}.cells", f"{sorted(twice)[0]} has a spec already; expected "
+                          "each cell in one spec")  # fmt: skip
+            seen |= set(p.cells)
+            params.append(p)
     _check_read(cells, fixed, params, err)
 
     space = Space(
@@ -420,6 +437,8 @@ def _check_space(s: Space) -> None:
         except UserError as e:
             raise err("fixed", str(e)) from None
         for p in s.params:
+            if not p.applies_to(cell):
+                continue
             for v in p.values():
                 try:
                     TrainConfig(**{**base, p.name: v})
@@ -454,8 +473,8 @@ def _check_read(cells: list, fixed: dict[str, Any], params: list[Param], err) ->
             )
 
 
-def _param(key: str, spec: Any, err) -> Param:
-    where = f"params.{key}"
+def _param(key: str, spec: Any, err, where: str = "") -> Param:
+    where = where or f"params.{key}"
     spec = _mapping(spec, where, err)
     kinds = [k for k in ("int", "float", "choice") if k in spec]
     if len(kinds) != 1:
@@ -528,25 +547,33 @@ def _check_points(s: Space, err) -> None:
             "points_to_evaluate",
             f"{len(s.points)} points > trials {s.trials}; expected at most one per trial",
         )
-    params = {p.name: p for p in s.params}
+    names = list(dict.fromkeys(p.name for p in s.params))
     for i, point in enumerate(s.points):
         for key, v in point.items():
             where = f"points_to_evaluate.{i}.{key}"
-            if key not in params:
-                searched = ", ".join(params) or "none"
-                raise err(where, f"is not searched; expected one of: {searched}")
-            p = params[key]
-            if p.kind == "choice":
-                v = _typecheck(v, field_type(key), where, err)
-                if v not in p.choices:
-                    raise err(where, f"{v!r} is not a choice; expected one of {list(p.choices)}")
-            else:
-                v = _typecheck(v, int if p.kind == "int" else float, where, err)
-                if not p.low <= v <= p.high:
-                    raise err(where, f"{v!r} is outside [{p.low}, {p.high}]; expected inside")
-                off = (v - p.low) / p.step if p.step else 0
-                if abs(off - round(off)) > 1e-8:
-                    raise err(where, f"{v!r} is off the step {p.step} from {p.low}; expected on")
+            if key not in names:
+                raise err(where, f"is not searched; expected one of: {', '.join(names) or 'none'}")
+            for p in s.params:  # each spec of the parameter: the value goes to its cells
+                if p.name != key or not any(p.applies_to(c) for c in s.cells):
+                    continue
+                of = f" (the range of {', '.join(p.cells)})" if p.cells else ""
+                if p.kind == "choice":
+                    v = _typecheck(v, field_type(key), where, err)
+                    if v not in p.choices:
+                        raise err(
+                            where, f"{v!r} is not a choice{of}; expected one of {list(p.choices)}"
+                        )
+                else:
+                    v = _typecheck(v, int if p.kind == "int" else float, where, err)
+                    if not p.low <= v <= p.high:
+                        raise err(
+                            where, f"{v!r} is outside [{p.low}, {p.high}]{of}; expected inside"
+                        )
+                    off = (v - p.low) / p.step if p.step else 0
+                    if abs(off - round(off)) > 1e-8:
+                        raise err(
+                            where, f"{v!r} is off the step {p.step} from {p.low}{of}; expected on"
+                        )
 
 
 def _train_field(key: Any, section: str, err) -> None:

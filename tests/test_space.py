@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,52 @@ def test_cli_refuses_bad_search_before_ray_starts(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr and "Ray" not in p.stderr + p.stdout
     assert not any(results.rglob("*")) if results.exists() else True
+
+
+PER_CELL = GOOD.replace(
+    "  hidden: {int: [8, 64], log: true}\n",
+    "  hidden:\n"
+    "    - {int: [8, 64], log: true, cells: [rnn]}\n"
+    "    - {int: [32, 256], step: 32, cells: [gru]}\n",
+)
+
+
+def test_a_parameter_may_take_a_range_per_group_of_cells():
+    """One name, a spec per group of cells: each cell's study samples its own range, and a
+    point is checked against the range of every cell it goes to."""
+    import yaml
+
+    space = parse_space(yaml.safe_load(PER_CELL), "per-cell.yaml")
+    studies = [optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)) for _ in "12"]
+    for _ in range(20):  # one study per cell, as the search has
+        rnn, gru = (study.ask() for study in studies)
+        Sampler(space.params, "rnn")(rnn)
+        Sampler(space.params, "gru")(gru)
+        assert 8 <= rnn.params["hidden"] <= 64
+        assert 32 <= gru.params["hidden"] <= 256 and gru.params["hidden"] % 32 == 0
+    ok = yaml.safe_load(PER_CELL + "points_to_evaluate:\n  - {hidden: 64}\n")
+    assert parse_space(ok, "ok.yaml").points_for("gru") == [{"hidden": 64}]
+    for point, named in (("{hidden: 40}", "off the step 32 from 32 (the range of gru)"),
+                         ("{hidden: 128}", "outside [8, 64] (the range of rnn)")):  # fmt: skip
+        doc = yaml.safe_load(PER_CELL + f"points_to_evaluate:\n  - {point}\n")
+        with pytest.raises(SpaceError, match=re.escape(named)):
+            parse_space(doc, "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    "specs,key",
+    [
+        ("    - {int: [8, 64], log: true, cells: [rnn]}\n    - {int: [32, 256]}\n", "hidden.1"),
+        (
+            "    - {int: [8, 64], cells: [rnn, gru]}\n    - {int: [9, 9], cells: [gru]}\n",
+            "hidden.1.cells",
+        ),  # fmt: skip
+    ],
+    ids=["a spec without cells", "a cell in two specs"],
+)
+def test_a_list_of_specs_names_each_cell_once(specs, key):
+    import yaml
+
+    text = GOOD.replace("  hidden: {int: [8, 64], log: true}\n", "  hidden:\n" + specs)
+    with pytest.raises(SpaceError, match=f"list.yaml: params.{re.escape(key)}"):
+        parse_space(yaml.safe_load(text), "list.yaml")
