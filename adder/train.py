@@ -6,6 +6,7 @@ result = train(TrainConfig(cell="lstm"), report=lambda metrics, checkpoint: prin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -27,6 +28,10 @@ from adder.models import Adder, count_params
 Report = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool | None]
 
 EVAL_TOKENS = 1 << 20  # positions per evaluation chunk at most: bounds memory at 10,000 digits
+# Attention scores per evaluation chunk at most. The fused kernels hold none (their memory is
+# linear in the length); should PyTorch fall back to its math kernel, which holds them all,
+# 1000 digits are scored 8 sums at a time at 4 heads, 10,000 digits one (1.6 GB per block).
+EVAL_SCORES = 1 << 25
 # Problems per evaluation chunk. During training a held-out set is scored chunk by chunk, and
 # the scoring stops as soon as the wrong sums make exact-match >= SOLVED on the whole set out of
 # reach: 1000 sums of 100 digits cost about 25 training steps to score, the first 200 a fifth
@@ -92,7 +97,7 @@ def _evaluate(
     was_training = model.training
     model.eval()
     n, T = batch.s.shape
-    chunk = max(1, min(EVAL_CHUNK, EVAL_TOKENS // T))
+    chunk = max(1, min(EVAL_CHUNK, EVAL_TOKENS // T, EVAL_SCORES // max(1, model.scores(T))))
     sums = torch.zeros(3, dtype=torch.float64, device=batch.s.device)  # loss, correct, exact
     scored = 0
     with torch.inference_mode():
@@ -306,19 +311,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ad
 
 def _load_weights(model: Adder, state: dict[str, Any], where: Any) -> None:
     try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as e:
+        # checkpoints from before the transformer hold the recurrent cell as rnn., not cell.rnn.
+        weights = {
+            ("cell." + k if k.startswith("rnn.") else k): v for k, v in state["model"].items()
+        }
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, AttributeError) as e:
         first = str(e).strip().splitlines()[0][:160]
         raise UserError(f"checkpoint {str(where)!r} does not fit its model ({first})") from None
 
 
 def _restore(state, cfg, model, opt, sched, gen) -> None:
-    saved = TrainConfig.from_dict(state["config"], where="checkpoint")
-    for key in ("cell", "nonlinearity", "layers", "hidden", "embed"):
-        if getattr(saved, key) != getattr(cfg, key):
+    saved = TrainConfig.from_dict(state["config"], where="checkpoint").model_config()
+    for key, value in dataclasses.asdict(cfg.model_config()).items():
+        if key != "dropout" and getattr(saved, key) != value:
             raise UserError(
                 f"checkpoint has {key} = {getattr(saved, key)!r} but the run asks for "
-                f"{getattr(cfg, key)!r}; expected the same model shape"
+                f"{value!r}; expected the same model shape"
             )
     _load_weights(model, state, "checkpoint")
     opt.load_state_dict(state["optimizer"])
