@@ -32,9 +32,14 @@ if TYPE_CHECKING:
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:
-    """The per-head distance penalties of ALiBi: a geometric sequence from 1/2 to 1/256 over 8
-    heads (fewer heads take every other ... of them; the paper's choice)."""
-    return torch.tensor([2.0 ** (-8.0 * (i + 1) / heads) for i in range(heads)])
+    """ALiBi's per-head distance penalties: 1, 1/2, 1/4, ... (one per head).
+
+    The paper's slopes, 2^(-8/h) to 2^-8 over h heads, suit contexts of hundreds of words; a
+    digit of the sum needs its nearest positions told apart sharply (the carry comes from the
+    nearest pair whose digits do not add to 9), which slopes that small cannot do: trained on
+    10-digit sums, they got no 100-digit sum right (docs/architectures.md).
+    """
+    return torch.tensor([2.0**-i for i in range(heads)])
 
 
 def sinusoids(T: int, width: int, device: torch.device) -> torch.Tensor:

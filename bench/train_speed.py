@@ -280,7 +280,7 @@ def hand_transformer(seed: int = 0):
 
     torch.manual_seed(seed)
     H, heads = TRANSFORMER["hidden"], TRANSFORMER["heads"]
-    slopes = torch.tensor([2.0 ** (-8.0 * (i + 1) / heads) for i in range(heads)])
+    slopes = torch.tensor([2.0**-i for i in range(heads)])
 
     class Net(nn.Module):
         def __init__(self):
