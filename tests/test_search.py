@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "transformer")  # spaces/smoke.yaml's
 pytestmark = pytest.mark.slow
 
 
@@ -78,13 +78,13 @@ def test_smoke_search_end_to_end(smoke_results):
         ):
             assert key in best
     counts = board["trials"]
-    assert counts["total"] == 12 and counts["errored"] == 0 and counts["running"] == 0
+    assert counts["total"] == 4 * len(CELLS) and counts["errored"] == 0 and counts["running"] == 0
     assert counts["stopped"] >= 1, "ASHA stopped no trial"
     assert "Leaderboard: smoke" in p.stdout and all(f"| {c} |" in p.stdout for c in CELLS)
     assert (folder / "leaderboard.md").read_text().count("|") > 10
 
     trials = rows(folder)
-    assert len(trials) == 12 and {t["cell"] for t in trials} == set(CELLS)
+    assert len(trials) == 4 * len(CELLS) and {t["cell"] for t in trials} == set(CELLS)
     assert sum(t["status"] == "stopped" for t in trials) == counts["stopped"]
 
     # The Optuna studies: one per cell, every trial finished, none left RUNNING.
@@ -95,6 +95,8 @@ def test_smoke_search_end_to_end(smoke_results):
         assert len(study.trials) == 4
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
         assert ("nonlinearity" in study.trials[0].params) == (cell == "rnn")
+        assert ("heads" in study.trials[0].params) == (cell == "transformer")
+        assert ("hidden" in study.trials[0].params) == (cell != "transformer")
 
     # Every trial's offline W&B run holds every evaluation, at its training step.
     for t in trials:
