@@ -114,11 +114,7 @@ class TrainConfig:
         default, so two configs make the same model exactly when their model configs are equal."""
         from adder.models import ModelConfig
 
-        own = {
-            k: getattr(self, k)
-            for k in ("nonlinearity", "heads", "ff_mult", "pos")
-            if self.cell in CELL_FIELDS[k]
-        }
+        own = {k: getattr(self, k) for k, cells in CELL_FIELDS.items() if self.cell in cells}
         learned = self.cell == "transformer" and self.pos == "learned"
         return ModelConfig(
             cell=self.cell,

@@ -94,8 +94,8 @@ class Adder(nn.Module):
         return self.head(self.cell(x))  # (B, T, H) -> (B, T, 10)
 
     def scores(self, T: int) -> int:
-        """Attention scores one problem of ``T`` positions holds at once (0 without attention):
-        what bounds an evaluation chunk at long lengths."""
+        """Attention scores of one problem of ``T`` positions, per block (0 without attention):
+        what bounds an evaluation chunk at long lengths, should a kernel hold them all."""
         return self.cell.scores(T)
 
 

@@ -2,7 +2,7 @@
 
 Position t attends to positions 0..t only (a digit of the sum depends on the lower digits alone),
 so like the recurrent cells it writes every digit of the sum in one forward pass, no decoding.
-Where the model learns positions is the ``pos`` scheme:
+How it knows where a digit sits is the ``pos`` scheme:
 
 - ``none``: the causal mask alone (NoPE);
 - ``learned``: a learned absolute position table, as long as the training sums (it cannot read a
@@ -11,9 +11,10 @@ Where the model learns positions is the ``pos`` scheme:
 - ``alibi``: a per-head penalty linear in the distance, added to the attention scores (Press et
   al. 2022); ``rope``: queries and keys rotated by their position (Su et al. 2021).
 
-Attention is ``F.scaled_dot_product_attention``, causal, in the fused kernels (flash attention
-on the CPU, flash or memory-efficient on a GPU): its time is quadratic in the length, its memory
-linear (no T x T scores are held).
+Attention is ``F.scaled_dot_product_attention`` with ``is_causal``, which PyTorch runs in a fused
+kernel (flash attention on the CPU; flash or memory-efficient attention on a GPU): its time is
+quadratic in the length, its memory linear, no T x T scores held (on the CPU, scoring 10,000-digit
+sums takes the memory 1000-digit ones do; docs/architectures.md).
 """
 
 from __future__ import annotations
