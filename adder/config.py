@@ -22,11 +22,17 @@ if TYPE_CHECKING:
 
 # The names of adder.models.CELLS (the registry of cell modules), here so that checking a
 # setting needs no torch: `adder search bad.yaml` and `adder train --cell cnn` answer at once.
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "transformer")
 NONLINEARITIES = ("tanh", "relu")
+POSITIONS = ("none", "learned", "sinusoidal", "alibi", "rope")  # adder.transformer's schemes
 # Settings that only some cells read; every other setting applies to every cell. A search space
 # that searches or fixes one of these for a cell that ignores it is refused (search.space).
-CELL_FIELDS: dict[str, tuple[str, ...]] = {"nonlinearity": ("rnn",)}
+CELL_FIELDS: dict[str, tuple[str, ...]] = {
+    "nonlinearity": ("rnn",),
+    "heads": ("transformer",),
+    "ff_mult": ("transformer",),
+    "pos": ("transformer",),
+}
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "exp")
@@ -46,17 +52,23 @@ EVAL_SEED = 31_415_926
 @dataclass
 class TrainConfig:
     cell: str = "gru"
-    """Recurrent cell: rnn, lstm or gru."""
+    """Cell: rnn, lstm, gru (recurrent) or transformer (causal self-attention)."""
     nonlinearity: str = "tanh"
-    """Nonlinearity of the rnn cell: tanh or relu (ignored by lstm and gru)."""
+    """Nonlinearity of the rnn cell: tanh or relu (ignored by the other cells)."""
     layers: int = 2
-    """Stacked recurrent layers."""
+    """Stacked recurrent layers, or transformer blocks."""
     hidden: int = 32
-    """Hidden units per layer."""
+    """Hidden units per layer (the transformer's model width)."""
     embed: int = 0
     """Digit embedding size; 0 means the same as hidden."""
     dropout: float = 0.0
-    """Dropout between recurrent layers, in [0, 1)."""
+    """Dropout between recurrent layers (transformer: on each block's residual), in [0, 1)."""
+    heads: int = 4
+    """Attention heads of the transformer; must divide hidden (transformer only)."""
+    ff_mult: int = 4
+    """Feed-forward width of the transformer over hidden (transformer only)."""
+    pos: str = "alibi"
+    """Transformer positions: none, learned, sinusoidal, alibi or rope (transformer only)."""
     lr: float = 0.001
     """Peak learning rate."""
     optimizer: str = "adam"
@@ -116,15 +128,20 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def model_config(self) -> ModelConfig:
+        """The model's shape (and dropout). A setting its cell ignores keeps ModelConfig's
+        default, so two configs make the same model exactly when their model configs are equal."""
         from adder.models import ModelConfig
 
+        own = {k: getattr(self, k) for k, cells in CELL_FIELDS.items() if self.cell in cells}
+        learned = self.cell == "transformer" and self.pos == "learned"
         return ModelConfig(
             cell=self.cell,
-            nonlinearity=self.nonlinearity,
             layers=self.layers,
             hidden=self.hidden,
             embed=self.embed or self.hidden,
             dropout=self.dropout,
+            positions=self.train_digits + 1 if learned else 0,
+            **own,
         )
 
 
@@ -168,11 +185,13 @@ def _check(c: TrainConfig) -> None:
         coerce(f.name, getattr(c, f.name))
     need(c.cell in CELLS, "cell", f"one of {', '.join(CELLS)}")
     need(c.nonlinearity in NONLINEARITIES, "nonlinearity", f"one of {', '.join(NONLINEARITIES)}")
+    need(c.pos in POSITIONS, "pos", f"one of {', '.join(POSITIONS)}")
     need(c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
     need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
-    names = ("layers", "hidden", "batch_size", "steps", "eval_every", "eval_size")
+    names = ("layers", "hidden", "heads", "ff_mult", "batch_size", "steps", "eval_every")
     for name in (*names, "solve_patience", "confirm_size"):
         need(getattr(c, name) >= 1, name, "an integer >= 1")
+    need(c.eval_size >= 1, "eval_size", "an integer >= 1")
     for name in ("train_digits", "test_digits"):
         need(1 <= getattr(c, name) <= 100_000, name, "an integer in [1, 100000]")
     need(0 <= c.confirm_digits <= 100_000, "confirm_digits", "an integer in [0, 100000]")
@@ -185,6 +204,17 @@ def _check(c: TrainConfig) -> None:
     need(math.isfinite(c.grad_clip) and c.grad_clip >= 0, "grad_clip", "a number >= 0")
     need(c.diverge_loss > 0, "diverge_loss", "a number > 0")
     need(0 <= c.seed < 2**63, "seed", "an integer in [0, 2^63)")
+    if c.cell == "transformer":
+        need(c.hidden % c.heads == 0, "heads", f"a divisor of hidden = {c.hidden}")
+        if c.pos == "rope":  # rotates channels in pairs
+            need(c.hidden // c.heads % 2 == 0, "heads", "an even hidden / heads for pos rope")
+        if c.pos == "learned":
+            need(
+                c.test_digits <= c.train_digits,
+                "test_digits",
+                f"at most train_digits = {c.train_digits} with pos learned (its table has "
+                "train_digits + 1 positions and nothing past them)",
+            )
     need(
         c.device in ("auto", "cpu", "cuda")
         or re.fullmatch(r"cuda:[0-9]{1,3}", c.device) is not None,

@@ -6,6 +6,7 @@ result = train(TrainConfig(cell="lstm"), report=lambda metrics, checkpoint: prin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -34,6 +35,10 @@ EVAL_TOKENS = 1 << 18  # positions per evaluation chunk at most: bounds memory a
 # of that, whatever the batch size. A run that may be solved is scored whole, so solved_step
 # means what it always did.
 EVAL_CHUNK = 50
+# Attention scores per evaluation chunk at most. The fused kernels hold none (their memory is
+# linear in the length); should PyTorch fall back to its math kernel, which holds them all,
+# 1000 digits are scored 8 sums at a time at 4 heads, 10,000 digits one (1.6 GB per block).
+EVAL_SCORES = 1 << 25
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,7 +99,7 @@ def _evaluate(
     was_training = model.training
     model.eval()
     n, T = batch.s.shape
-    cap = max(1, min(n, EVAL_TOKENS // T))
+    cap = max(1, min(n, EVAL_TOKENS // T, EVAL_SCORES // max(1, model.scores(T))))
     chunk = min(EVAL_CHUNK, cap) if max_errors is not None else cap
     sums = torch.zeros(3, dtype=torch.float64, device=batch.s.device)  # loss, correct, exact
     scored = 0
@@ -348,19 +353,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ad
 
 def _load_weights(model: Adder, state: dict[str, Any], where: Any) -> None:
     try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as e:
+        # checkpoints from before the transformer hold the recurrent cell as rnn., not cell.rnn.
+        weights = {
+            ("cell." + k if k.startswith("rnn.") else k): v for k, v in state["model"].items()
+        }
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, AttributeError) as e:
         first = str(e).strip().splitlines()[0][:160]
         raise UserError(f"checkpoint {str(where)!r} does not fit its model ({first})") from None
 
 
 def _restore(state, cfg, model, opt, sched, gen) -> None:
-    saved = TrainConfig.from_dict(state["config"], where="checkpoint")
-    for key in ("cell", "nonlinearity", "layers", "hidden", "embed"):
-        if getattr(saved, key) != getattr(cfg, key):
+    saved = TrainConfig.from_dict(state["config"], where="checkpoint").model_config()
+    for key, value in dataclasses.asdict(cfg.model_config()).items():
+        if key != "dropout" and getattr(saved, key) != value:
             raise UserError(
                 f"checkpoint has {key} = {getattr(saved, key)!r} but the run asks for "
-                f"{getattr(cfg, key)!r}; expected the same model shape"
+                f"{value!r}; expected the same model shape"
             )
     _load_weights(model, state, "checkpoint")
     opt.load_state_dict(state["optimizer"])

@@ -3,6 +3,7 @@ step as the numbers grow.
 
     python bench/train_speed.py           # 31 pairs of runs; parts; 10/100/1000 digits x 5;
                                           # a profile of one step at 1000 digits
+                                          # the transformer: 15 pairs of runs
     python bench/train_speed.py --smoke   # tiny sizes: checks it runs
 
 1. The same work on both sides: the same model (the project's default, a 2-layer GRU of 32 units),
@@ -17,6 +18,10 @@ step as the numbers grow.
    sizes interleaved round by round; a cost that grows no faster than the digits is linear or
    better. Then one step of each side at the largest size under torch.profiler, operator by
    operator: where their growth differs, whether the step is where.
+3. The transformer cell against a hand-written loop as in 1: the same size (2 blocks of width
+   32, 4 heads, ALiBi), the hand-written side built from PyTorch's own
+   ``nn.TransformerEncoderLayer`` with ALiBi as its attention mask, as one would write it
+   without this project.
 
 The clock is the CPU time of this thread (``time.thread_time``): on a machine shared with other
 people's jobs, wall time mostly measures them. Wall-clock figures are printed beside it.
@@ -93,12 +98,13 @@ def hand_loop(steps: int, digits: int | None = None, seed: int = 0) -> None:
         hand_step(net, opt, *hand_batch(g, B, D))
 
 
-def adder_train(steps: int, digits: int | None = None) -> None:
+def adder_train(steps: int, digits: int | None = None, setting: dict | None = None) -> None:
     """What `adder train` runs: one evaluation, of one 1-digit sum, at the last step."""
     from adder.config import TrainConfig
     from adder.train import train
 
-    setting = {**SETTING, "train_digits": digits or SETTING["train_digits"]}
+    setting = setting or SETTING
+    setting = {**setting, "train_digits": digits or setting["train_digits"]}
     cfg = TrainConfig(
         **setting, steps=steps, eval_every=steps, eval_size=1, test_digits=1, device="cpu"
     )
@@ -331,6 +337,102 @@ def profile_ops(digits: int, steps: int) -> tuple[dict, str]:
     return {"digits": digits, "steps": steps, **result}, md
 
 
+# -- 3. the transformer cell ----------------------------------------------------------------------
+
+TRANSFORMER = {**SETTING, "cell": "transformer", "heads": 4, "ff_mult": 4, "pos": "alibi"}
+
+
+def hand_transformer(seed: int = 0):
+    """The transformer cell written with PyTorch's own pre-LayerNorm encoder layer."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    H, heads = TRANSFORMER["hidden"], TRANSFORMER["heads"]
+    slopes = torch.tensor([2.0**-i for i in range(heads)])
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, H)
+            self.inp = nn.Linear(2 * H, H)
+            layer = nn.TransformerEncoderLayer(
+                H, heads, TRANSFORMER["ff_mult"] * H, dropout=0.0, activation="gelu",
+                batch_first=True, norm_first=True,
+            )  # fmt: skip
+            self.blocks = nn.TransformerEncoder(
+                layer, TRANSFORMER["layers"], enable_nested_tensor=False
+            )
+            self.norm = nn.LayerNorm(H)
+            self.head = nn.Linear(H, 10)
+
+        def forward(self, a, b):
+            B, T = a.shape
+            dist = torch.arange(T)[:, None] - torch.arange(T)  # query - key
+            alibi = (-slopes[:, None, None] * dist).masked_fill(dist < 0, float("-inf"))
+            mask = alibi.repeat(B, 1, 1)  # (B * heads, T, T)
+            x = self.inp(torch.cat([self.embed(a), self.embed(b)], -1))
+            return self.head(self.norm(self.blocks(x, mask=mask)))
+
+    net = Net()
+    return net, torch.optim.Adam(net.parameters(), lr=TRANSFORMER["lr"])
+
+
+def hand_transformer_loop(steps: int, seed: int = 0) -> None:
+    import torch
+
+    B, D = TRANSFORMER["batch_size"], TRANSFORMER["train_digits"]
+    net, opt = hand_transformer(seed)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        hand_step(net, opt, *hand_batch(g, B, D))
+
+
+def adder_train_transformer(steps: int) -> None:
+    adder_train(steps, setting=TRANSFORMER)
+
+
+def versus_hand_transformer(pairs: int, steps: int) -> tuple[dict, str]:
+    """As ``versus_hand``, for the transformer cell."""
+    from adder.config import TrainConfig
+    from adder.models import Adder, count_params
+
+    ours = count_params(Adder(TrainConfig(**TRANSFORMER).model_config()))
+    theirs = count_params(hand_transformer()[0])
+    assert ours == theirs, (ours, theirs)  # the same model, or the comparison means nothing
+    adder_train_transformer(5), hand_transformer_loop(5)
+    res = {k: [] for k in ("adder_cpu", "hand_cpu", "adder_wall", "hand_wall")}
+    for i in range(pairs):
+        order = [("adder", adder_train_transformer), ("hand", hand_transformer_loop)]
+        for side, fn in order if i % 2 == 0 else order[::-1]:
+            cpu, wall = clocked(fn, steps)
+            res[f"{side}_cpu"].append(steps / cpu)
+            res[f"{side}_wall"].append(steps / wall)
+    ratio = [a / h for a, h in zip(res["adder_cpu"], res["hand_cpu"], strict=True)]
+    ratio_wall = [a / h for a, h in zip(res["adder_wall"], res["hand_wall"], strict=True)]
+    r = median(ratio)
+    md = (
+        f"The transformer cell ({ours:,} parameters: 2 blocks of width 32, 4 heads, ALiBi): "
+        f"`adder train` runs at **{r:.3f}x** the steps per CPU-second of a hand-written loop "
+        "around PyTorch's `nn.TransformerEncoderLayer` (ALiBi as its attention mask), median of "
+        f"{pairs} pairs of {steps} steps (per-pair ratios {spread(ratio)}); by wall clock "
+        f"{median(ratio_wall):.3f}x.\n\n"
+        + table(
+            ["side", "steps per CPU-s", "(min-max)"],
+            [
+                [
+                    "`adder train --cell transformer`",
+                    median(res["adder_cpu"]),
+                    spread(res["adder_cpu"]),
+                ],
+                ["hand-written loop", median(res["hand_cpu"]), spread(res["hand_cpu"])],
+                ["ratio", r, spread(ratio)],
+            ],
+        )
+    )
+    return {"steps": steps, "pairs": pairs, "params": ours, **res, "ratio_cpu": ratio}, md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
@@ -342,8 +444,15 @@ def main() -> None:
     parts, md2 = components(2 if args.smoke else 7, 10 if args.smoke else 100)
     scale, md3 = per_digit_cost(rounds, digits, args.smoke)
     ops, md4 = profile_ops(digits[-1], 1 if args.smoke else 3)
-    md = f"{md1}\n\n{md2}\n\n{md3}\n\n{md4}"
-    result = {"versus_hand": vs, "parts": parts, "per_digit": scale, "profile": ops}
+    transformer, md5 = versus_hand_transformer(*((2, 20) if args.smoke else (15, 100)))
+    md = f"{md1}\n\n{md2}\n\n{md3}\n\n{md4}\n\n{md5}"
+    result = {
+        "versus_hand": vs,
+        "parts": parts,
+        "per_digit": scale,
+        "profile": ops,
+        "transformer": transformer,
+    }
     save("train_speed", result, md, smoke=args.smoke)
 
 

@@ -49,7 +49,7 @@ SPACES: dict[str, str | bytes] = {
     "list": "- just\n- a list\n",
     "empty": "",
     "unknown_key": GOOD + "patience: 3\n",
-    "unknown_cell": GOOD.replace("[gru, rnn]", "[gru, transformer]"),
+    "unknown_cell": GOOD.replace("[gru, rnn]", "[gru, cnn]"),
     "trials_zero": GOOD.replace("trials: 2", "trials: 0"),
     "metric": GOOD + "objective: {metric: accuracy}\n",
     "eval_every": GOOD.replace("eval_every: 10", "eval_every: 50"),
@@ -166,7 +166,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "space: unknown key": (["search", "{space_unknown_key}"], ["{space_unknown_key}", "patience"]),
     "space: unknown cell": (
         ["search", "{space_unknown_cell}"],
-        ["{space_unknown_cell}", "cells", "transformer"],
+        ["{space_unknown_cell}", "cells", "cnn"],
     ),
     "space: trials 0": (["search", "{space_trials_zero}"], ["{space_trials_zero}", "trials"]),
     "space: bad metric": (["search", "{space_metric}"], ["{space_metric}", "objective.metric"]),

@@ -1,7 +1,8 @@
-"""The contract every cell of adder.models.CELLS keeps."""
+"""The contract every cell of adder.models.CELLS keeps, recurrent or transformer."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -13,39 +14,50 @@ from adder import config
 from adder.data import sample
 from adder.models import CELLS, Adder, ModelConfig, cell_class, count_params
 
-VARIANTS = [(cell, "tanh") for cell in CELLS] + [("rnn", "relu")]
-IDS = [f"{c}-{n}" for c, n in VARIANTS]
+# Every kind of model: each cell, the rnn's second nonlinearity, and each of the transformer's
+# position schemes.
+VARIANTS = (
+    [dict(cell=cell) for cell in CELLS if cell != "transformer"]
+    + [dict(cell="rnn", nonlinearity="relu")]
+    + [dict(cell="transformer", pos=pos) for pos in config.POSITIONS]
+)
+IDS = ["-".join(v.values()) for v in VARIANTS]
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer
 
 
-def make(cell: str, nonlinearity: str, **kw) -> Adder:
+def make(variant: dict, **kw) -> Adder:
     torch.manual_seed(0)
-    base = dict(layers=2, hidden=16, embed=8)
-    return Adder(ModelConfig(cell=cell, nonlinearity=nonlinearity, **{**base, **kw}))
+    base = dict(layers=2, hidden=16, embed=8, heads=2, ff_mult=2, positions=64)
+    cfg = ModelConfig(**{**base, **variant, **kw})
+    if cfg.pos != "learned" or cfg.cell != "transformer":
+        cfg = dataclasses.replace(cfg, positions=0)
+    return Adder(cfg)
 
 
-def test_cells_are_fused_torch_modules():
-    assert set(CELLS) >= {"rnn", "lstm", "gru"}
+def test_cells_registry_matches_the_names_settings_are_checked_against():
+    assert set(CELLS) >= {"rnn", "lstm", "gru", "transformer"}
     assert tuple(CELLS) == config.CELLS  # the names settings are checked against, torch-free
     for name, cls in CELLS.items():
-        assert issubclass(cls, nn.RNNBase)
         assert cell_class(name) is cls
+        assert issubclass(cls, nn.Module)
+    assert set(config.CELL_FIELDS) <= {f.name for f in dataclasses.fields(ModelConfig)}
+    for name, cells in config.CELL_FIELDS.items():
+        assert set(cells) <= set(CELLS), name
 
 
 def test_unknown_cell_is_a_value_error_listing_the_cells():
-    with pytest.raises(ValueError, match="'cnn'.*rnn"):
+    with pytest.raises(ValueError, match="'cnn'.*rnn.*transformer"):
         cell_class("cnn")
     with pytest.raises(ValueError):
         Adder(ModelConfig(cell="cnn"))
 
 
-@pytest.mark.parametrize("cell,nonlinearity", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 class TestCellContract:
-    def test_output_shape(self, cell, nonlinearity):
-        model = make(cell, nonlinearity)
-        assert isinstance(model.rnn, CELLS[cell])
-        if cell == "rnn":
-            assert model.rnn.nonlinearity == nonlinearity
+    def test_output_shape(self, variant):
+        model = make(variant)
+        if variant["cell"] == "rnn":
+            assert model.cell.rnn.nonlinearity == variant.get("nonlinearity", "tanh")
         for B, T in [(5, 7), (1, 1), (3, 60)]:
             a = torch.randint(0, 10, (B, T))
             b = torch.randint(0, 10, (B, T))
@@ -54,39 +66,63 @@ class TestCellContract:
             assert out.dtype == torch.float32
             assert torch.isfinite(out).all()
 
-    def test_gradients_reach_every_parameter(self, cell, nonlinearity):
-        model = make(cell, nonlinearity)
+    def test_causal_a_higher_digit_never_changes_a_lower_output(self, variant):
+        model = make(variant).eval()
+        g = torch.Generator().manual_seed(1)
+        a, b = (
+            torch.randint(0, 10, (8, 12), generator=g),
+            torch.randint(0, 10, (8, 12), generator=g),
+        )
+        with torch.no_grad():
+            out = model(a, b)
+            for k in (0, 5, 11):
+                a2, b2 = a.clone(), b.clone()
+                a2[:, k], b2[:, k] = (a[:, k] + 3) % 10, (b[:, k] + 7) % 10
+                out2 = model(a2, b2)
+                assert torch.equal(out2[:, :k], out[:, :k]), k  # bit for bit
+                assert not torch.allclose(out2[:, k], out[:, k]), k  # position k itself did see
+
+    def test_gradients_reach_every_parameter(self, variant):
+        model = make(variant)
         batch = sample(32, 6, generator=torch.Generator().manual_seed(0))
         logits = model(batch.a, batch.b)
         F.cross_entropy(logits.flatten(0, 1), batch.s.flatten()).backward()
         for name, p in model.named_parameters():
             assert p.grad is not None, name
-            assert torch.isfinite(p.grad).all(), name
-            assert p.grad.abs().sum() > 0, name
+            g = p.grad[:7] if name == "cell.table.weight" else p.grad  # the 7 positions used
+            assert torch.isfinite(g).all(), name
+            assert g.abs().sum() > 0, name
 
-    def test_parameter_count(self, cell, nonlinearity):
+    def test_parameter_count(self, variant):
         layers, H, E = 3, 12, 5
-        model = make(cell, nonlinearity, layers=layers, hidden=H, embed=E)
+        model = make(variant, layers=layers, hidden=H, embed=E)
         assert count_params(model) == sum(p.numel() for p in model.parameters())
-        g = GATES[cell]
-        rnn = sum(g * H * ((2 * E if i == 0 else H) + H) + 2 * g * H for i in range(layers))
-        assert count_params(model) == 10 * E + rnn + (10 * H + 10)
+        if variant["cell"] == "transformer":
+            f = 2  # ff_mult
+            block = 2 * 2 * H + (3 * H * H + 3 * H) + (H * H + H) + (2 * f * H * H + f * H + H)
+            cell = (2 * E * H + H) + layers * block + 2 * H
+            cell += 64 * H if variant["pos"] == "learned" else 0
+        else:
+            g = GATES[variant["cell"]]
+            cell = sum(g * H * ((2 * E if i == 0 else H) + H) + 2 * g * H for i in range(layers))
+        assert count_params(model) == 10 * E + cell + (10 * H + 10)
 
-    def test_dropout_between_layers(self, cell, nonlinearity):
+    def test_dropout(self, variant):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # torch warns about dropout with one layer
-            deep = make(cell, nonlinearity, layers=2, dropout=0.5)
-            shallow = make(cell, nonlinearity, layers=1, dropout=0.5)
-        assert deep.rnn.dropout == 0.5
-        assert shallow.rnn.dropout == 0.0
+            deep = make(variant, layers=2, dropout=0.5)
+            shallow = make(variant, layers=1, dropout=0.5)
+        if variant["cell"] != "transformer":  # between recurrent layers only
+            assert deep.cell.rnn.dropout == 0.5
+            assert shallow.cell.rnn.dropout == 0.0
         a, b = torch.randint(0, 10, (8, 10)), torch.randint(0, 10, (8, 10))
         deep.train()
         assert not torch.equal(deep(a, b), deep(a, b))  # dropout is active in training
         deep.eval()
         assert torch.equal(deep(a, b), deep(a, b))
 
-    def test_a_few_steps_reduce_the_loss(self, cell, nonlinearity):
-        model = make(cell, nonlinearity, layers=1, hidden=24, embed=8)
+    def test_a_few_steps_reduce_the_loss(self, variant):
+        model = make(variant, layers=1, hidden=24, embed=8)
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
         batch = sample(64, 5, generator=torch.Generator().manual_seed(0))
 
@@ -104,7 +140,7 @@ class TestCellContract:
         assert last < 0.8 * first, (first, last)
 
 
-@pytest.mark.parametrize("cell", list(config.CELLS))
+@pytest.mark.parametrize("cell", [c for c in config.CELLS if c != "transformer"])
 def test_flops_count_every_weight_once_per_position(cell):
     """Each weight matrix is one multiply-add per position (2 FLOPs): the analytic count must
     equal twice the weights the model actually holds (biases and embedding tables excluded)."""

@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "transformer")  # spaces/smoke.yaml's
 pytestmark = pytest.mark.slow
 
 
@@ -87,7 +87,7 @@ def test_smoke_search_end_to_end(smoke_results):
             assert len(c["seeds"]) <= 2 and (c["dropped"] or len(c["seeds"]) == 2)
         assert best["verified"] == all(v["digits"][d]["solved"] == 2 for d in ("10", "20"))
     counts = board["trials"]
-    assert counts["total"] == 12 and counts["errored"] == 0 and counts["running"] == 0
+    assert counts["total"] == 4 * len(CELLS) and counts["errored"] == 0 and counts["running"] == 0
     assert counts["stopped"] >= 1, "ASHA stopped no trial"
     assert "Leaderboard: smoke" in p.stdout and all(f"| {c} |" in p.stdout for c in CELLS)
     assert (folder / "leaderboard.md").read_text().count("|") > 10
@@ -96,7 +96,7 @@ def test_smoke_search_end_to_end(smoke_results):
     trials = rows(folder)
     search_rows = [t for t in trials if t["stage"] == "search"]
     verify_rows = [t for t in trials if t["stage"] == "verify"]
-    assert len(search_rows) == 12 and {t["cell"] for t in search_rows} == set(CELLS)
+    assert len(search_rows) == 4 * len(CELLS) and {t["cell"] for t in search_rows} == set(CELLS)
     assert sum(t["status"] == "stopped" for t in search_rows) == counts["stopped"]
     for cell in CELLS:  # every verification run retrains one of its cell's candidates
         runs = [t for t in verify_rows if t["cell"] == cell]
@@ -120,6 +120,8 @@ def test_smoke_search_end_to_end(smoke_results):
         assert ("nonlinearity" in study.trials[0].params) == (cell == "rnn")
         assert sorted(t.value for t in study.trials) == pytest.approx(sorted(by_params[cell]))
         assert study.user_attrs["objective"] == "cost_to_solve"
+        assert ("heads" in study.trials[0].params) == (cell == "transformer")
+        assert "hidden" in study.trials[0].params
 
     # Every trial's offline W&B run holds every evaluation, at its training step (a
     # verification run's fresh scores come at its last step: one W&B step, two reports).

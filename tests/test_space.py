@@ -103,7 +103,7 @@ def test_points_to_evaluate_come_first_in_each_cell():
 # (a change to GOOD, the key the one-line error must name)
 BAD = [
     ("name: t\ncells: [rnn]\nbogus: 1\n", "bogus"),
-    ("cells: [rnn, transformer]\n", "cells"),
+    ("cells: [rnn, cnn]\n", "cells"),
     ("cells: []\n", "cells"),
     ("cells: rnn\n", "cells"),
     ("cells: [rnn, rnn]\n", "cells"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adder.config import SOLVED, TrainConfig, field_docs
+from adder.config import CELLS, SOLVED, TrainConfig, field_docs
 from adder.errors import UserError
 from adder.models import count_params
 from adder.train import (
@@ -137,6 +137,12 @@ def assert_same_tensors(x: dict, y: dict) -> None:
         (dict(device="cuda:"), "device"),
         (dict(device="cuda:-1"), "device"),
         (dict(device="CPU"), "device"),
+        (dict(heads=0), "heads"),
+        (dict(ff_mult=0), "ff_mult"),
+        (dict(pos="xpos"), "pos"),
+        (dict(cell="transformer", hidden=32, heads=3), "heads"),
+        (dict(cell="transformer", hidden=24, heads=8, pos="rope"), "heads"),  # odd head width
+        (dict(cell="transformer", pos="learned", train_digits=10, test_digits=100), "test_digits"),
     ],
 )
 def test_config_refuses_bad_values_naming_the_field(kwargs, field):
@@ -202,6 +208,18 @@ def test_field_docs_cover_every_field():
 def test_model_config_embed_defaults_to_hidden():
     assert TrainConfig(hidden=24).model_config().embed == 24
     assert TrainConfig(hidden=24, embed=8).model_config().embed == 8
+
+
+def test_settings_a_cell_ignores_are_not_checked_and_do_not_shape_its_model():
+    # heads = 4 does not divide 30, and a gru has no heads: not an error, not part of its model
+    cfg = TrainConfig(cell="gru", hidden=30, heads=4, pos="learned", test_digits=100)
+    assert cfg.model_config() == TrainConfig(cell="gru", hidden=30).model_config()
+    rnn = TrainConfig(cell="rnn", nonlinearity="relu", heads=2).model_config()
+    assert rnn.nonlinearity == "relu" and rnn.heads == TrainConfig().model_config().heads
+    t = TrainConfig(cell="transformer", nonlinearity="relu", heads=2, pos="learned", test_digits=5)
+    assert t.model_config().nonlinearity == "tanh"  # the transformer has none
+    assert (t.model_config().heads, t.model_config().positions) == (2, t.train_digits + 1)
+    assert TrainConfig(cell="transformer", pos="rope").model_config().positions == 0
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -471,18 +489,20 @@ def test_constant_schedule():
 # -- resuming ----------------------------------------------------------------------------------
 
 
+ADAM = dict(optimizer="adam", schedule="constant")
+SGD = dict(optimizer="sgd", schedule="cosine", lr=0.05, grad_clip=1.0)
+ADAMW = dict(optimizer="adamw", schedule="exp", weight_decay=0.01)
+
+
 @pytest.mark.parametrize(
-    "extra",
-    [
-        dict(optimizer="adam", schedule="constant"),
-        dict(optimizer="sgd", schedule="cosine", lr=0.05, grad_clip=1.0),
-        dict(optimizer="adamw", schedule="exp", weight_decay=0.01),
-    ],
-    ids=["adam-constant", "sgd-cosine-clip", "adamw-exp"],
+    "cell,extra",
+    [(cell, ADAM) for cell in CELLS] + [("gru", SGD), ("gru", ADAMW), ("transformer", ADAMW)],
+    ids=[f"{cell}-adam-constant" for cell in CELLS]
+    + ["gru-sgd-cosine-clip", "gru-adamw-exp", "transformer-adamw-exp"],
 )
-def test_resume_is_exact(tmp_path, extra):
+def test_resume_is_exact(tmp_path, cell, extra):
     # dropout > 0 between two layers: the global RNG state is part of what must be restored
-    cfg = small(steps=40, eval_every=10, eval_size=50, dropout=0.3, layers=2, **extra)
+    cfg = small(steps=40, eval_every=10, eval_size=50, dropout=0.3, layers=2, cell=cell, **extra)
     full_summary, full_reports, full_states = run(cfg)
 
     _, first_reports, first_states = run(cfg, stop_at=20)
@@ -528,6 +548,11 @@ def test_resume_refuses_another_model_shape():
         train(small(hidden=24), resume=states[10])
     with pytest.raises(UserError, match="cell"):
         train(small(cell="lstm"), resume=states[10])
+    _, _, states = run(small(steps=10, eval_every=10, cell="transformer", heads=4))
+    with pytest.raises(UserError, match="heads"):
+        train(small(cell="transformer", heads=2), resume=states[10])
+    with pytest.raises(UserError, match="pos"):
+        train(small(cell="transformer", heads=4, pos="rope"), resume=states[10])
 
 
 def test_resume_past_the_last_step_trains_no_more():
@@ -568,6 +593,32 @@ def test_checkpoint_round_trip_with_weights_only(gru_ckpt, gru_state):
     assert state["format"] == raw["format"] == CHECKPOINT_FORMAT
     assert state["step"] == 10 and state["config"] == gru_state["config"]
     assert_same_tensors(state["model"], gru_state["model"])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_checkpoint_round_trip_every_cell(tmp_path, cell):
+    _, _, states = run(small(steps=10, eval_every=10, cell=cell, dropout=0.2))
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(states[10], path)
+    model, cfg = load_model(path)
+    assert cfg.cell == cell and not model.training
+    assert_same_tensors(model.state_dict(), states[10]["model"])
+    again = type(model)(cfg.model_config())
+    again.load_state_dict(states[10]["model"])
+    again.eval()
+    a, b = torch.randint(0, 10, (4, 30)), torch.randint(0, 10, (4, 30))
+    with torch.no_grad():
+        assert torch.equal(model(a, b), again(a, b))
+
+
+def test_a_checkpoint_from_before_the_transformer_still_loads(tmp_path, gru_state):
+    # the recurrent cell's weights were "rnn.*" then, "cell.rnn.*" now
+    old = {k.removeprefix("cell."): v for k, v in gru_state["model"].items()}
+    assert any(k.startswith("rnn.") for k in old)
+    path = tmp_path / "old.pt"
+    save_checkpoint({**gru_state, "model": old}, path)
+    model, _ = load_model(path)
+    assert_same_tensors(model.state_dict(), gru_state["model"])
 
 
 def test_save_checkpoint_replaces_an_older_one(tmp_path, gru_state):
