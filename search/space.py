@@ -7,6 +7,7 @@ naming the file and the key, and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from dataclasses import dataclass, fields
@@ -444,6 +445,37 @@ def _check_space(s: Space) -> None:
                     TrainConfig(**{**base, p.name: v})
                 except UserError as e:
                     raise err(f"params.{p.name}", str(e)) from None
+        _check_joint(s, cell, base, err)
+
+
+# Settings valid one by one and not together: the transformer's heads must divide hidden (and
+# leave an even width per head for rope). Every combination the space can give is tried.
+JOINT = ("hidden", "heads", "pos")
+
+
+def _check_joint(s: Space, cell: str, base: dict[str, Any], err) -> None:
+    searched = {p.name: p for p in s.params if p.applies_to(cell) and p.name in JOINT}
+    if not searched or cell not in CELL_FIELDS["heads"]:
+        return
+
+    def every(p: Param) -> list[Any]:
+        if p.kind == "int" and (p.high - p.low) // (p.step or 1) < 4096:
+            return list(range(p.low, p.high + 1, p.step or 1))
+        return p.values()
+
+    options = {k: every(searched[k]) if k in searched else [base[k]] for k in JOINT}
+    for combo in itertools.product(*options.values()):
+        setting = dict(zip(JOINT, combo, strict=True))
+        try:
+            TrainConfig(**{**base, **setting})
+        except UserError as e:
+            shown = ", ".join(f"{k} {v}" for k, v in setting.items() if k in searched)
+            raise err(
+                "params",
+                f"{cell} can be given {shown} together, which it refuses ({e}); expected "
+                "ranges where every combination holds (e.g. hidden a choice of multiples of "
+                "every heads)",
+            ) from None
 
 
 def _check_read(cells: list, fixed: dict[str, Any], params: list[Param], err) -> None:

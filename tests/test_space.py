@@ -265,3 +265,41 @@ def test_a_list_of_specs_names_each_cell_once(specs, key):
     text = GOOD.replace("  hidden: {int: [8, 64], log: true}\n", "  hidden:\n" + specs)
     with pytest.raises(SpaceError, match=f"list.yaml: params.{re.escape(key)}"):
         parse_space(yaml.safe_load(text), "list.yaml")
+
+
+TRANSFORMER = """
+name: t
+cells: [transformer]
+trials: 3
+budget: {max_steps: 100, eval_every: 10}
+fixed: {train_digits: 3, test_digits: 5}
+params:
+  hidden: HIDDEN
+  heads: {choice: [1, 2, 4]}
+  pos: {choice: [alibi, rope]}
+"""
+
+
+@pytest.mark.parametrize(
+    "hidden,named",
+    [
+        ("{int: [8, 64]}", "hidden 9, heads 1, pos rope"),  # 9 passes alone, 9 / 1 is odd
+        ("{choice: [12, 24]}", "hidden 12, heads 4, pos rope"),  # 12 / 4 = 3: odd for rope
+        ("{choice: [16, 32, 64]}", None),
+        ("{int: [16, 64], step: 8}", None),
+    ],
+)
+def test_settings_valid_alone_are_checked_together(hidden, named):
+    """heads must divide hidden (and rope needs an even width per head): a space whose ranges
+    can give a pair the transformer refuses is refused itself, naming the pair, not left to
+    error trials mid-search."""
+    import yaml
+
+    doc = yaml.safe_load(TRANSFORMER.replace("HIDDEN", hidden))
+    if named is None:
+        assert parse_space(doc, "tf.yaml").cells == ("transformer",)
+        return
+    with pytest.raises(
+        SpaceError, match=re.escape(f"tf.yaml: params: transformer can be given {named}")
+    ):
+        parse_space(doc, "tf.yaml")
