@@ -111,14 +111,15 @@ def run(job: tuple[str, dict[str, Any], int, Path]) -> dict[str, Any]:
             scores[str(d)] = {"exact_match": m["exact_match"], "digit_acc": m["digit_acc"]}
         except UserError as e:  # a learned position table ends at the training length
             scores[str(d)] = {"refused": str(e)}
-    per_sample = train_flops(cfg.model_config(), cfg.train_digits + 1)
+    per_step = train_flops(cfg.model_config(), cfg.train_digits + 1) * cfg.batch_size
     solved = summary["solved_step"]
     result = {
         "name": name,
         "config": cfg.to_dict(),
         "params": summary["params"],
         "solved_step": solved,
-        "flops_to_solve": None if solved is None else solved * cfg.batch_size * per_sample,
+        "flops_to_solve": None if solved is None else solved * per_step,
+        "flops": summary["steps"] * per_step,
         "train_seconds": seconds,
         "last": {k: summary.get(k) for k in ("exact_match", "digit_acc", "loss", "status")},
         "held_out": scores,
@@ -159,8 +160,8 @@ def table(groups: dict[str, list[dict[str, Any]]], label: str) -> str:
     head = " | ".join(f"{d} digits" for d in DIGITS)
     lines = [
         f"| {label} | seeds | {head} | >= 0.99 on 100 digits | solved (step) | FLOPs to solve "
-        "| params |",
-        "|---|---|" + "---|" * len(DIGITS) + "---|---|---|---|",
+        "| FLOPs spent | params |",
+        "|---|---|" + "---|" * len(DIGITS) + "---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         if not runs:
@@ -174,9 +175,10 @@ def table(groups: dict[str, list[dict[str, Any]]], label: str) -> str:
         )
         flops = [r["flops_to_solve"] for r in runs if r["flops_to_solve"] is not None]
         f = f"{statistics.median(flops):.2e}" if flops else "-"
+        spent = f"{statistics.median(r['flops'] for r in runs):.2e}"
         seeds = ",".join(str(r["config"]["seed"]) for r in runs)
         lines.append(
-            f"| {name} | {seeds} | " + " | ".join(cells) + f" | {ok} | {solved} | {f} "
+            f"| {name} | {seeds} | " + " | ".join(cells) + f" | {ok} | {solved} | {f} | {spent} "
             f"| {runs[0]['params']:,} |"
         )
     return "\n".join(lines)
