@@ -118,17 +118,24 @@ def clocked(fn, *args) -> tuple[float, float]:
     return time.thread_time() - c, time.perf_counter() - w
 
 
-def versus_hand(pairs: int, steps: int) -> tuple[dict, str]:
-    adder_train(5), hand_loop(5)  # warm both: lazy imports, allocator
+def alternate(adder, hand, pairs: int, steps: int) -> tuple[dict, list, list]:
+    """``pairs`` runs of ``steps`` steps per side, A B B A ...: steps per CPU- and wall-second
+    per run, and the per-pair ratios adder / hand (CPU, wall)."""
+    adder(5), hand(5)  # warm both: lazy imports, allocator
     res = {k: [] for k in ("adder_cpu", "hand_cpu", "adder_wall", "hand_wall")}
     for i in range(pairs):
-        order = [("adder", adder_train), ("hand", hand_loop)]
+        order = [("adder", adder), ("hand", hand)]
         for side, fn in order if i % 2 == 0 else order[::-1]:
             cpu, wall = clocked(fn, steps)
             res[f"{side}_cpu"].append(steps / cpu)
             res[f"{side}_wall"].append(steps / wall)
     ratio_cpu = [a / h for a, h in zip(res["adder_cpu"], res["hand_cpu"], strict=True)]
     ratio_wall = [a / h for a, h in zip(res["adder_wall"], res["hand_wall"], strict=True)]
+    return res, ratio_cpu, ratio_wall
+
+
+def versus_hand(pairs: int, steps: int) -> tuple[dict, str]:
+    res, ratio_cpu, ratio_wall = alternate(adder_train, hand_loop, pairs, steps)
     r = median(ratio_cpu)
     md = (
         f"`adder train`'s loop runs at **{r:.3f}x** the steps per CPU-second of the hand-written "
@@ -400,16 +407,9 @@ def versus_hand_transformer(pairs: int, steps: int) -> tuple[dict, str]:
     ours = count_params(Adder(TrainConfig(**TRANSFORMER).model_config()))
     theirs = count_params(hand_transformer()[0])
     assert ours == theirs, (ours, theirs)  # the same model, or the comparison means nothing
-    adder_train_transformer(5), hand_transformer_loop(5)
-    res = {k: [] for k in ("adder_cpu", "hand_cpu", "adder_wall", "hand_wall")}
-    for i in range(pairs):
-        order = [("adder", adder_train_transformer), ("hand", hand_transformer_loop)]
-        for side, fn in order if i % 2 == 0 else order[::-1]:
-            cpu, wall = clocked(fn, steps)
-            res[f"{side}_cpu"].append(steps / cpu)
-            res[f"{side}_wall"].append(steps / wall)
-    ratio = [a / h for a, h in zip(res["adder_cpu"], res["hand_cpu"], strict=True)]
-    ratio_wall = [a / h for a, h in zip(res["adder_wall"], res["hand_wall"], strict=True)]
+    res, ratio, ratio_wall = alternate(
+        adder_train_transformer, hand_transformer_loop, pairs, steps
+    )
     r = median(ratio)
     md = (
         f"The transformer cell ({ours:,} parameters: 2 blocks of width 32, 4 heads, ALiBi): "
