@@ -133,6 +133,12 @@ class ProgressCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
 
+    def get_state(self) -> dict[str, int]:  # saved with Tune's snapshots: --resume counts on
+        return {"ended": self.ended, "verified": self.verified}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self.ended, self.verified = state["ended"], state["verified"]
+
     def _print(self, line: str) -> None:
         print(line, file=self.stream or sys.stderr, flush=True)
 

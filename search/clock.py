@@ -2,7 +2,8 @@
 
 Like Tune's TimeoutStopper, it counts the time that passes while the search runs: pickled with
 the searcher's state and restored, it goes on from what was spent, not from zero and not from
-the wall clock (the time between an interrupt and its --resume is not the search's).
+the wall clock (the time between an interrupt and its --resume is not the search's). After a
+kill (not a Ctrl-C), the time since Tune's last snapshot of the searcher is not counted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class Clock:
 
     def over(self) -> bool:
         return self.left() <= 0
+
+    def carry_on(self, saved: Clock) -> None:
+        """Go on from ``saved``'s spent time (a --resume), keeping this clock's limit (the one
+        this invocation set) and its identity (the scheduler holds it too)."""
+        self.spent_s = saved.spent_s
+        self._last = time.monotonic()
 
     def __getstate__(self) -> dict[str, Any]:
         self.tick()

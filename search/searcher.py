@@ -61,12 +61,14 @@ class Races:
 
     def record(self, trial_id: str, result: dict[str, Any] | None) -> str | None:
         """A verification run ended (``result`` None: it failed); returns its cell. A run
-        stopped before its scoring (the time budget ran out) is not recorded: its seed stays
-        unfinished."""
+        stopped before its scoring (the time budget ran out) is not recorded: its seed is
+        offered again, should the search go on (a --resume with a larger budget)."""
         if trial_id not in self.run_of:
             return None
         cell, candidate, j = self.run_of.pop(trial_id)
         if result is not None and f"exact_match_{self.digits[0]}" not in result:
+            race = self.races[cell]
+            next(c for c in race.candidates if c.trial_id == candidate).issued.discard(j)
             return cell
         figures = run_figures(
             {**(result or {}), "seed": self.seed_base + j},
@@ -287,7 +289,10 @@ class PerCellSearch(Searcher):
             state = pickle.load(f)
         for cell, d in state.pop("studies").items():
             self.studies[cell].__dict__.update(d)
+        clock = self.clock  # the limit this invocation set; the scheduler shares this object
         self.__dict__.update(state)
+        clock.carry_on(self.clock)
+        self.clock = clock
 
 
 class VerifySearch(Searcher):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,9 +106,11 @@ def test_unsolved_runs_rank_after_every_solved_one_closest_first():
 # -- the search's verification, its budgets, its warm start ------------------------------------
 
 
-def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
-    path = space(tmp_path, trials=3)
-    log = open(tmp_path / "first.err", "w")  # noqa: SIM115  (outlives the kill below)
+def kill_when(path: Path, tmp_path: Path, marker: str) -> str:
+    """Start ``adder search path``, SIGKILL its whole process group once its log shows
+    ``marker``; return the log."""
+    log_path = tmp_path / f"{path.stem}.first.err"
+    log = open(log_path, "w")  # noqa: SIM115  (outlives the kill below)
     driver = subprocess.Popen(
         [sys.executable, "-m", "search.cli", "search", str(path), "--results", str(tmp_path),
          "--wandb", "disabled"],
@@ -115,13 +118,19 @@ def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and driver.poll() is None:
-        if "[verify 1]" in (tmp_path / "first.err").read_text():
+        if marker in log_path.read_text():
             break
         time.sleep(0.2)
-    assert driver.poll() is None, "the search ended before its verification could be cut"
+    assert driver.poll() is None, f"the search ended before {marker!r} could be cut"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     log.close()
+    return log_path.read_text()
+
+
+def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
+    path = space(tmp_path, trials=3)
+    kill_when(path, tmp_path, "[verify 1]")
     folder = tmp_path / "race"
     assert not (folder / "leaderboard.json").exists()
 
@@ -151,6 +160,25 @@ def test_time_budget_stops_a_real_search_and_writes_a_partial_leaderboard(tmp_pa
     search_rows = [r for r in trials if r["stage"] == "search"]
     assert 1 <= len(search_rows) < 40, "the budget did not stop the search"
     assert all(r["status"] != "running" for r in trials)  # running ones ended, not abandoned
+
+
+def test_resume_with_its_time_budget_spent_starts_nothing_and_ends(tmp_path):
+    # A search with no budget, killed after 2 trials ended, resumed with --time-budget 1: the
+    # time it spent counts (none is left), so no trial starts; the running ones end; the
+    # leaderboard is partial; the progress count goes on from where it was.
+    path = space(tmp_path, name="spent", trials=40)
+    first = kill_when(path, tmp_path, "[2/40]")
+    ended = len(re.findall(r"^\[\d+/40\]", first, re.M))
+    p = adder("search", path, "--results", tmp_path, "--wandb", "disabled", "--resume",
+              "--time-budget", "1", timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "time budget of 1 s spent" in p.stderr
+    board = json.loads((tmp_path / "spent" / "leaderboard.json").read_text())
+    assert board["partial"] is True
+    search_rows = [r for r in rows(tmp_path / "spent") if r["stage"] == "search"]
+    assert len(search_rows) <= ended + 3, "trials started after the budget was spent"
+    counts = [int(n) for n in re.findall(r"^\[(\d+)/40\]", p.stderr, re.M)]
+    assert counts and min(counts) > 2, f"the progress count restarted: {counts}"
 
 
 def test_warm_start_adds_the_old_trials_to_the_new_study(tmp_path):
