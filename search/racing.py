@@ -12,6 +12,10 @@ stops getting seeds as soon as it can no longer win, as in SMAC's intensificatio
    run is worse than the leader's on the same seeds is dropped (SMAC's rule, with F-race's two
    seeds before the first comparison).
 
+When every candidate racing has failed a seed, the next setting in the search's ranking (from
+``reserve``, up to ``verify.reserve`` of them) enters the race, one at a time, and runs from the
+first seed: an answer that fails is only written when no setting near the top passes.
+
 Seeds are handed out in rounds: seed ``j`` goes to a candidate once every live candidate has
 finished seeds ``0..j-1``; once one candidate is left it takes its remaining seeds all at once.
 With ``racing=False`` every candidate runs every seed (``adder verify``).
@@ -53,10 +57,20 @@ class Candidate:
 
 
 class Race:
-    def __init__(self, candidates: list[Candidate], seeds: int, *, racing: bool = True):
+    reserve: list[Candidate] = []  # a race pickled before reserves existed has none
+
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        seeds: int,
+        *,
+        racing: bool = True,
+        reserve: list[Candidate] = (),
+    ):
         self.candidates = sorted(candidates, key=lambda c: c.rank)
         self.seeds = seeds
         self.racing = racing
+        self.reserve = sorted(reserve, key=lambda c: c.rank)  # enter when every racer failed
 
     def alive(self) -> list[Candidate]:
         return [c for c in self.candidates if not c.dropped]
@@ -87,13 +101,19 @@ class Race:
         c.issued.add(seed_index)
         if self.racing:
             self._drop()
+            if self.reserve and not any(self._clean(c) for c in self.alive()):
+                self.candidates.append(self.reserve.pop(0))
+
+    @staticmethod
+    def _clean(c: Candidate) -> bool:
+        return all(r["passed"] for r in c.runs.values())
 
     def _drop(self) -> None:
         alive = self.alive()
         rounds = min(self._done_rounds(c) for c in alive)
         if rounds == 0:
             return
-        clean = [c for c in alive if all(r["passed"] for r in c.runs.values())]
+        clean = [c for c in alive if self._clean(c)]
         if clean:
             for c in alive:
                 if c not in clean:

@@ -40,8 +40,15 @@ class Races:
         self.races: dict[str, Race] = {}
         self.run_of: dict[str, tuple[str, str, int]] = {}  # trial -> cell, candidate, seed index
 
-    def start(self, cell: str, candidates: list[Candidate], *, racing: bool = True) -> Race:
-        self.races[cell] = Race(candidates, self.verify.seeds, racing=racing)
+    def start(
+        self,
+        cell: str,
+        candidates: list[Candidate],
+        *,
+        racing: bool = True,
+        reserve: list[Candidate] = (),
+    ) -> Race:
+        self.races[cell] = Race(candidates, self.verify.seeds, racing=racing, reserve=reserve)
         return self.races[cell]
 
     def next_config(self, cell: str, trial_id: str) -> dict[str, Any] | None:
@@ -154,7 +161,7 @@ class PerCellSearch(Searcher):
         return (
             cell not in self.reached
             and issued < self.space.trials_for(cell)
-            and self.clock.left() > self._verify_reserve()
+            and self.clock.left() > self._time_to_verify()
         )
 
     def _search_trial(self, cell: str, trial_id: str) -> dict[str, Any] | None:
@@ -175,11 +182,14 @@ class PerCellSearch(Searcher):
         if self.races is None:
             return None
         if cell not in self.races.races and cell not in self.reached and self._search_over(cell):
-            self.races.start(cell, self._candidates(cell))
+            ranked = self._candidates(cell)
+            top = self.space.verify.top
+            self.races.start(cell, ranked[:top], reserve=ranked[top:])
         return self.races.next_config(cell, trial_id)
 
     def _candidates(self, cell: str) -> list[Candidate]:
-        """The cell's ``verify.top`` best search trials, with any seeds already run for them."""
+        """The cell's ``verify.top`` best search trials and the ``verify.reserve`` after them,
+        with any seeds already run for them."""
         metric, mode = self.space.metric, self.space.mode
         done = [
             (t, r)
@@ -188,7 +198,9 @@ class PerCellSearch(Searcher):
         ]
         done.sort(key=lambda tr: rank_key(metric, mode, tr[1]))
         out = []
-        for rank, (t, _) in enumerate(done[: self.space.verify.top], start=1):
+        for rank, (t, _) in enumerate(
+            done[: self.space.verify.top + self.space.verify.reserve], start=1
+        ):
             config = {k: v for k, v in self.given[t].items() if k not in VERIFY_KEYS}
             out.append(Candidate(t, config, rank, runs=dict(self.verified_runs.get(t, {}))))
             out[-1].issued = set(out[-1].runs)
@@ -215,7 +227,7 @@ class PerCellSearch(Searcher):
 
         return all(done(c) for c in self.space.cells)
 
-    def _verify_reserve(self) -> float:
+    def _time_to_verify(self) -> float:
         """Seconds to keep for verification under a time budget: per cell still to verify,
         (top + seeds - 1) runs of its leading trials' median length, spread over the slots."""
         if self.races is None or self.clock.limit_s is None:

@@ -92,9 +92,17 @@ class Verify:
     digits: tuple[int, ...] = ()  # lengths scored on fresh sums; () = the space's test_digits
     n: int = 1000  # fresh sums per length
     threshold: float = SOLVED  # exact-match a seed must reach at every length to pass
+    reserve: int = 3  # the next-ranked settings, entering one by one when every racer failed
 
 
-VERIFY_TYPES = {"top": int, "seeds": int, "digits": list, "n": int, "threshold": float}
+VERIFY_TYPES = {
+    "top": int,
+    "seeds": int,
+    "digits": list,
+    "n": int,
+    "threshold": float,
+    "reserve": int,
+}
 
 
 @dataclass(frozen=True)
@@ -410,6 +418,8 @@ def _check_space(s: Space) -> None:
                 raise err(
                     f"verify.{key}", f"{getattr(v, key)!r} is invalid; expected an integer >= 1"
                 )
+        if v.reserve < 0:
+            raise err("verify.reserve", f"{v.reserve!r} is invalid; expected an integer >= 0")
         if not 0 < v.threshold <= 1:
             raise err(
                 "verify.threshold", f"{v.threshold!r} is invalid; expected a number in (0, 1]"

@@ -86,3 +86,20 @@ def test_run_figures_pass_only_at_every_length():
     assert g["passed"] and g["value"] == 3.0
     h = run_figures(result, [10, 100], 0.99, "exact_match", "max")
     assert h["passed"] and h["value"] == pytest.approx(-0.999)
+
+
+def test_when_every_racer_fails_the_next_ranked_setting_enters_and_can_win():
+    reserve = [Candidate("t3", {}, 3), Candidate("t4", {}, 4)]
+    r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=reserve)
+    values = {t: [10, 10, 10] for t in ("t1", "t2", "t3", "t4")}
+    order = play(r, values, fails={"t1": {0}, "t2": {0}, "t3": {1}})
+    assert [c.trial_id for c in r.candidates] == ["t1", "t2", "t3", "t4"]  # one at a time
+    assert r.winner().trial_id == "t4" and r.winner().passed()
+    assert ("t4", 0) in order and order.index(("t3", 0)) < order.index(("t4", 0))
+    assert all(c.dropped for c in r.candidates[:3])
+
+
+def test_no_setting_enters_while_a_racer_is_clean():
+    r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=[Candidate("t3", {}, 3)])
+    play(r, {t: [10, 20, 10] for t in ("t1", "t2", "t3")}, fails={"t1": {0}})
+    assert [c.trial_id for c in r.candidates] == ["t1", "t2"] and r.winner().trial_id == "t2"
