@@ -18,6 +18,7 @@ first seed: an answer that fails is only written when no setting near the top pa
 
 Seeds are handed out in rounds: seed ``j`` goes to a candidate once every live candidate has
 finished seeds ``0..j-1``; once one candidate is left it takes its remaining seeds all at once.
+A worker that would idle waiting for a round to end runs the leader's next seed instead.
 With ``racing=False`` every candidate runs every seed (``adder verify``).
 
 This module is plain Python: the searcher (search.searcher) turns runs into Tune trials.
@@ -82,8 +83,12 @@ class Race:
             n += 1
         return n
 
-    def next_run(self) -> tuple[Candidate, int] | None:
-        """The next (candidate, seed index) to run, or None until a running one finishes."""
+    def next_run(self, *, ahead: bool = False) -> tuple[Candidate, int] | None:
+        """The next (candidate, seed index) to run, or None until a running one finishes.
+
+        ``ahead``: when a worker would otherwise idle, the leader may run its next seed one
+        round before the others have finished theirs (the seed it would get next anyway;
+        wasted only if it is dropped)."""
         alive = self.alive()
         gated = self.racing and len(alive) > 1
         done = min((self._done_rounds(c) for c in alive), default=0)
@@ -92,6 +97,12 @@ class Race:
             if todo and (not gated or todo[0] <= done):
                 c.issued.add(todo[0])
                 return c, todo[0]
+        if ahead and gated:
+            lead = min(alive, key=lambda c: (c.value(range(done)) if done else 0, c.rank))
+            todo = [j for j in range(self.seeds) if j not in lead.issued]
+            if todo and todo[0] <= done + 1:
+                lead.issued.add(todo[0])
+                return lead, todo[0]
         return None
 
     def record(self, trial_id: str, seed_index: int, figures: dict[str, Any]) -> None:

@@ -51,9 +51,9 @@ class Races:
         self.races[cell] = Race(candidates, self.verify.seeds, racing=racing, reserve=reserve)
         return self.races[cell]
 
-    def next_config(self, cell: str, trial_id: str) -> dict[str, Any] | None:
+    def next_config(self, cell: str, trial_id: str, ahead: bool = False) -> dict[str, Any] | None:
         race = self.races.get(cell)
-        nxt = race.next_run() if race else None
+        nxt = race.next_run(ahead=ahead) if race else None
         if nxt is None:
             return None
         candidate, j = nxt
@@ -144,6 +144,10 @@ class PerCellSearch(Searcher):
         for cell in cells:
             config = self._race_run(cell, trial_id) or self._search_trial(cell, trial_id)
             if config is not None:
+                self.given[trial_id] = config
+                return config
+        for cell in cells:  # nothing else to run: a leader's next seed, not an idle worker
+            if self.races is not None and (config := self.races.next_config(cell, trial_id, True)):
                 self.given[trial_id] = config
                 return config
         if all(self._cell_done(c) for c in self.space.cells):

@@ -103,3 +103,18 @@ def test_no_setting_enters_while_a_racer_is_clean():
     r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=[Candidate("t3", {}, 3)])
     play(r, {t: [10, 20, 10] for t in ("t1", "t2", "t3")}, fails={"t1": {0}})
     assert [c.trial_id for c in r.candidates] == ["t1", "t2"] and r.winner().trial_id == "t2"
+
+
+def test_a_worker_that_would_idle_runs_the_leaders_next_seed_one_round_ahead():
+    r = race(n=2, seeds=3)
+    assert [(c.trial_id, j) for c, j in (r.next_run(), r.next_run())] == [("t1", 0), ("t2", 0)]
+    assert r.next_run() is None  # the round is not over
+    c, j = r.next_run(ahead=True)
+    assert (c.trial_id, j) == ("t1", 1)  # no figures yet: the search's #1 leads
+    assert r.next_run(ahead=True) is None  # one round ahead at most
+    r.record("t1", 0, figures(30))
+    r.record("t2", 0, figures(20))
+    c, j = r.next_run()
+    assert (c.trial_id, j) == ("t2", 1)  # t1 has its seed 1 already
+    c, j = r.next_run(ahead=True)
+    assert (c.trial_id, j) == ("t2", 2)  # now t2 leads (20 against 30)
