@@ -226,7 +226,12 @@ def verify_lines(board: dict[str, Any]) -> list[str]:
         f"Verified: each cell's {v['top']} best settings retrained with up to {v['seeds']} fresh "
         f"seeds (racing drops those that cannot win), each scored on {v['n']} fresh sums of "
         f"{', '.join(map(str, v['digits']))} digits; a seed passes at exact-match >= "
-        f"{v['threshold']} on every length.",
+        f"{v['threshold']} on every length."
+        + (
+            f" When every racer has failed a seed, the next-ranked enters (up to {v['reserve']})."
+            if v.get("reserve")
+            else ""
+        ),
         "",
         "| cell | candidate (search rank) | seeds | digits | mean exact-match | min | seeds "
         "passed | GFLOP to solve per seed | dropped |",
@@ -343,8 +348,8 @@ def write_results(
     verify = None
     if space.verify is not None:
         v = space.verify
-        verify = {"top": v.top, "seeds": v.seeds, "digits": space.verify_digits(), "n": v.n,
-                  "threshold": v.threshold}  # fmt: skip
+        verify = {"top": v.top, "reserve": v.reserve, "seeds": v.seeds,
+                  "digits": space.verify_digits(), "n": v.n, "threshold": v.threshold}  # fmt: skip
     board = leaderboard(
         space.name, list(space.cells), records, space.metric, space.mode, races, verify
     )

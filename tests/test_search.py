@@ -68,8 +68,8 @@ def test_smoke_search_end_to_end(smoke_results):
     assert board["name"] == "smoke" and set(board["cells"]) == set(CELLS)
     assert board["objective"] == {"metric": "cost_to_solve", "mode": "min"}
     assert board["partial"] is False
-    assert board["verify"] == {"top": 2, "seeds": 2, "digits": [10, 20], "n": 200,
-                               "threshold": 0.999}  # fmt: skip
+    assert board["verify"] == {"top": 2, "reserve": 3, "seeds": 2, "digits": [10, 20],
+                               "n": 200, "threshold": 0.999}  # fmt: skip
     for cell, best in board["cells"].items():
         assert best["config"]["cell"] == cell
         for key in ("trial_id", "exact_match", "val_loss", "cost_to_solve", "gflop", "params"):
@@ -81,7 +81,11 @@ def test_smoke_search_end_to_end(smoke_results):
         for d in ("10", "20"):
             assert v["digits"][d]["n"] == 2 and 0 <= v["digits"][d]["min"] <= 1
         cands = best["candidates"]
-        assert [c["rank"] for c in cands] == [1, 2][: len(cands)]
+        # the top 2 race; the next-ranked enter one at a time only when every racer failed
+        assert [c["rank"] for c in cands] == list(range(1, len(cands) + 1)) and len(cands) <= 4
+        for c in cands[2:]:
+            before = cands[: c["rank"] - 1]
+            assert all(o["dropped"] or not all(r["passed"] for r in o["runs"]) for o in before)
         assert best["search_rank"] in [c["rank"] for c in cands]
         for c in cands:  # a dropped candidate says why; only the winner needs every seed
             assert len(c["seeds"]) <= 2 and (c["dropped"] or len(c["seeds"]) == 2)
