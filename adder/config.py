@@ -32,6 +32,7 @@ CELL_FIELDS: dict[str, tuple[str, ...]] = {
     "heads": ("transformer",),
     "ff_mult": ("transformer",),
     "pos": ("transformer",),
+    "sink": ("transformer",),
 }
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -69,14 +70,16 @@ class TrainConfig:
     """Feed-forward width of the transformer over hidden (transformer only)."""
     pos: str = "alibi"
     """Transformer positions: none, learned, sinusoidal, alibi or rope (transformer only)."""
+    sink: bool = True
+    """A learned attention sink below the lowest digit, as a BOS token (transformer only)."""
     lr: float = 0.001
     """Peak learning rate."""
     optimizer: str = "adam"
     """Optimizer: adam, adamw or sgd (with momentum 0.9)."""
     weight_decay: float = 0.0
     """Weight decay (decoupled for adamw, L2 for adam and sgd)."""
-    schedule: str = "constant"
-    """Learning-rate schedule over the run: constant, cosine or exp (exponential decay)."""
+    schedule: str = "auto"
+    """LR schedule: constant, cosine, exp, or auto (cosine: transformer; constant: the others)."""
     lr_min_ratio: float = 0.01
     """Fraction of lr that cosine and exp reach at the last step."""
     grad_clip: float = 0.0
@@ -111,6 +114,8 @@ class TrainConfig:
     """Where to train: auto (a GPU when one is visible, else CPU), cpu, cuda or cuda:N."""
 
     def __post_init__(self) -> None:
+        if self.schedule == "auto":  # the transformer learns to 1.0 with the decay, not without
+            self.schedule = "cosine" if self.cell == "transformer" else "constant"
         _check(self)
 
     @classmethod
@@ -187,7 +192,7 @@ def _check(c: TrainConfig) -> None:
     need(c.nonlinearity in NONLINEARITIES, "nonlinearity", f"one of {', '.join(NONLINEARITIES)}")
     need(c.pos in POSITIONS, "pos", f"one of {', '.join(POSITIONS)}")
     need(c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
-    need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
+    need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)} or auto")
     names = ("layers", "hidden", "heads", "ff_mult", "batch_size", "steps", "eval_every")
     for name in (*names, "solve_patience", "confirm_size"):
         need(getattr(c, name) >= 1, name, "an integer >= 1")

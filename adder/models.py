@@ -26,6 +26,7 @@ class ModelConfig:
     heads: int = 4  # transformer only, as the next three
     ff_mult: int = 4
     pos: str = "alibi"
+    sink: bool = True
     positions: int = 0  # length of a learned position table (pos learned); 0: none
 
 

@@ -339,6 +339,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {str(path)!r} lacks {', '.join(missing) or 'a config'}; "
             f"expected a whole adder checkpoint"
         )
+    if state["config"].get("cell") == "transformer":  # transformers saved before the sink had none
+        state["config"].setdefault("sink", False)
     return state
 
 

@@ -11,6 +11,11 @@ How it knows where a digit sits is the ``pos`` scheme:
 - ``alibi``: a per-head penalty linear in the distance, added to the attention scores (Press et
   al. 2022); ``rope``: queries and keys rotated by their position (Su et al. 2021).
 
+With ``sink`` (the default) a learned vector sits at a position below the lowest digit: every
+position can attend to it, an attention sink (Xiao et al. 2024; a BOS token). Without it the lowest
+digit pair is the only key every position shares, and the second digit's carry, which needs that
+pair's content, is the one digit the model keeps getting wrong (docs/architectures.md).
+
 Attention is ``F.scaled_dot_product_attention`` with ``is_causal``, which PyTorch runs in a fused
 kernel (flash attention on the CPU; flash or memory-efficient attention on a GPU): its time is
 quadratic in the length, its memory linear, no T x T scores held (on the CPU, scoring 10,000-digit
@@ -136,6 +141,8 @@ class Transformer(nn.Module):
             self.table = nn.Embedding(cfg.positions, cfg.hidden)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.hidden)
+        if cfg.sink:
+            self.sink = nn.Parameter(torch.zeros(cfg.hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
@@ -145,24 +152,28 @@ class Transformer(nn.Module):
             h = h + self.table(torch.arange(T, device=x.device))
         elif self.cfg.pos == "sinusoidal":
             h = h + sinusoids(T, self.cfg.hidden, x.device)
+        if self.cfg.sink:  # below position 0; no position code: it is not a digit
+            h = torch.cat([self.sink.expand(h.shape[0], 1, -1), h], dim=1)
         for block in self.blocks:
             h = block(h)
-        return self.norm(h)
+        return self.norm(h[:, 1:] if self.cfg.sink else h)
 
     def scores(self, T: int) -> int:
         """Attention scores of one problem of ``T`` positions (per block): what a kernel that
         holds them all at once (PyTorch's math fallback) would hold."""
+        T += self.cfg.sink
         return self.cfg.heads * T * T
 
     @staticmethod
     def flops(cfg: ModelConfig, T: int) -> int:
         """The input projection, each block's query/key/value, output and feed-forward weights,
         the head, and attention: position t scores t + 1 keys and averages t + 1 values, 4 H
-        (t + 1) per block (causal: the masked half is not work). Norms, softmax and positions
-        are element-wise and left out."""
-        H = cfg.hidden
-        weights = 2 * 2 * cfg.embed * H + cfg.layers * 2 * (4 + 2 * cfg.ff_mult) * H * H
-        return T * (weights + 2 * H * 10) + cfg.layers * 2 * H * T * (T + 1)
+        (t + 1) per block (causal: the masked half is not work). The sink is one more position
+        through the blocks. Norms, softmax and positions are element-wise and left out."""
+        H, P = cfg.hidden, T + cfg.sink
+        block = 2 * (4 + 2 * cfg.ff_mult) * H * H
+        ends = 2 * 2 * cfg.embed * H + 2 * H * 10  # input projection and head: digits only
+        return T * ends + cfg.layers * (P * block + 2 * H * P * (P + 1))
 
 
 def check_length(cfg: ModelConfig, T: int) -> None:

@@ -20,8 +20,9 @@ VARIANTS = (
     [dict(cell=cell) for cell in CELLS if cell != "transformer"]
     + [dict(cell="rnn", nonlinearity="relu")]
     + [dict(cell="transformer", pos=pos) for pos in config.POSITIONS]
+    + [dict(cell="transformer", pos="alibi", sink=False)]
 )
-IDS = ["-".join(v.values()) for v in VARIANTS]
+IDS = ["-".join(v if isinstance(v, str) else f"{k}={v}" for k, v in d.items()) for d in VARIANTS]
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer
 
 
@@ -102,6 +103,7 @@ class TestCellContract:
             block = 2 * 2 * H + (3 * H * H + 3 * H) + (H * H + H) + (2 * f * H * H + f * H + H)
             cell = (2 * E * H + H) + layers * block + 2 * H
             cell += 64 * H if variant["pos"] == "learned" else 0
+            cell += H if variant.get("sink", True) else 0  # the sink's vector
         else:
             g = GATES[variant["cell"]]
             cell = sum(g * H * ((2 * E if i == 0 else H) + H) + 2 * g * H for i in range(layers))

@@ -486,6 +486,12 @@ def test_constant_schedule():
     assert summary["lr"] == pytest.approx(0.02)
 
 
+@pytest.mark.parametrize(("cell", "schedule"), [("gru", "constant"), ("transformer", "cosine")])
+def test_auto_schedule_is_cosine_for_the_transformer_only(cell, schedule):
+    assert TrainConfig(cell=cell).schedule == schedule  # the default, auto, resolved
+    assert TrainConfig(cell=cell, schedule="exp").schedule == "exp"  # a given one is kept
+
+
 # -- resuming ----------------------------------------------------------------------------------
 
 

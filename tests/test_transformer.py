@@ -10,9 +10,10 @@ from adder.models import Adder, ModelConfig
 from adder.transformer import Transformer
 
 
+@pytest.mark.parametrize("sink", [True, False])
 @pytest.mark.parametrize("pos", config.POSITIONS)
 @pytest.mark.parametrize("T", [1, 7, 40])
-def test_transformer_flops_match_torchs_flop_counter(pos, T):
+def test_transformer_flops_match_torchs_flop_counter(pos, T, sink):
     """torch's FlopCounterMode counts every matrix product of a real forward pass (attention in
     its math form: all T x T scores, the masked half included, 4 H T^2 per block, over the
     channels ALiBi adds to each head too). The analytic count is the model's: the masked half
@@ -24,15 +25,16 @@ def test_transformer_flops_match_torchs_flop_counter(pos, T):
 
     cfg = ModelConfig(
         cell="transformer", layers=3, hidden=12, embed=5, heads=3, ff_mult=3, pos=pos,
-        positions=64 if pos == "learned" else 0,
+        positions=64 if pos == "learned" else 0, sink=sink,
     )  # fmt: skip
     model = Adder(cfg)
     a = torch.randint(0, 10, (2, T))
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
         model(a, a)
-    masked = cfg.layers * 2 * cfg.hidden * T * (T - 1)  # the scores and values of k > t
+    P = T + sink  # positions through the blocks
+    masked = cfg.layers * 2 * cfg.hidden * P * (P - 1)  # the scores and values of k > t
     pad = 8 - cfg.hidden // cfg.heads % 8  # the channels ALiBi adds to each head
-    alibi = cfg.layers * 4 * cfg.heads * pad * T * T if pos == "alibi" else 0
+    alibi = cfg.layers * 4 * cfg.heads * pad * P * P if pos == "alibi" else 0
     assert counter.get_total_flops() == 2 * (forward_flops(cfg, T) + masked + alibi)
     assert train_flops(cfg, T) == 3 * forward_flops(cfg, T)
 
