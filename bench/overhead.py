@@ -3,6 +3,8 @@
     python bench/overhead.py           # spaces/default.yaml, smoke.yaml, bench/spaces/overhead*
     python bench/overhead.py --before 0e30566 --runs 2   # and the code at a git commit, in turn
     python bench/overhead.py --smoke   # one two-trial search: the measurement, end to end
+    python bench/overhead.py --space spaces/default.yaml --runs 1 --keep results
+        # make run's search, its results kept in results/default, its log in results/default.log
 
 Each run is a real ``adder search`` (local Ray, W&B offline) in a child process. Its trainable is
 wrapped with timers around the real code (the project's trainable and trainer run inside, not a
@@ -141,7 +143,7 @@ def make_timed_trainable(folder: str):
     return timed_trainable
 
 
-def child(space: str, results: str, timings: str) -> int:
+def child(space: str, results: str, timings: str, *extra: str) -> int:
     stamps: dict[str, float] = {"start": float(os.environ.get("BENCH_T0", time.time()))}
     if os.environ.get("BENCH_CODE"):
         sys.path.insert(0, os.environ["BENCH_CODE"])  # before this repository's copy
@@ -170,7 +172,7 @@ def child(space: str, results: str, timings: str) -> int:
     R.write_results = stamped("results", R.write_results)
     from search.cli import main
 
-    rc = main(["search", space, "--results", results, "--wandb", "offline"])
+    rc = main(["search", space, "--results", results, "--wandb", "offline", *extra])
     stamps["end"] = time.time()
     Path(timings, "driver.json").write_text(json.dumps({"rc": rc, **stamps}))
     return rc
@@ -179,8 +181,11 @@ def child(space: str, results: str, timings: str) -> int:
 # -- the parent: run, account, tabulate ---------------------------------------------------------
 
 
-def run_once(space: Path, cpus: int, code: Path | None = None) -> dict[str, Any]:
-    """One search; with ``code``, the project's packages come from there (an older version)."""
+def run_once(
+    space: Path, cpus: int, code: Path | None = None, keep: Path | None = None, extra=()
+) -> dict[str, Any]:
+    """One search; with ``code``, the project's packages come from there (an older version).
+    With ``keep``, its results go there (as ``adder search --results``), its log beside them."""
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         timings = Path(tmp, "timings")
         timings.mkdir()
@@ -193,22 +198,26 @@ def run_once(space: Path, cpus: int, code: Path | None = None) -> dict[str, Any]
             __file__,
             "--child",
             str(space),
-            str(Path(tmp, "results")),
+            str(keep or Path(tmp, "results")),
             str(timings),
+            *extra,
         ]
+        log = Path(keep or tmp, f"{space.stem}.log")
+        err = log.open("w")
         p = subprocess.Popen(
             cmd,
             cwd=code or ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=err,
             text=True,
         )
         with TreeCPU(p.pid) as cpu:
-            _, err = p.communicate(timeout=4 * 3600)
+            p.wait(timeout=6 * 3600)
+        err.close()
         wall = time.time() - t0
         if p.returncode != 0:
-            raise SystemExit(f"search failed ({p.returncode}):\n{err[-3000:]}")
+            raise SystemExit(f"search failed ({p.returncode}):\n{log.read_text()[-3000:]}")
         driver = json.loads(Path(timings, "driver.json").read_text())
         trials = [json.loads(f.read_text()) for f in timings.glob("*-*.json")]
     first = min(t["start"] for t in trials)
@@ -353,6 +362,8 @@ def export(ref: str, into: Path) -> Path:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:  # SPACE RESULTS TIMINGS, then adder search's own arguments
+        sys.exit(child(*sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="one tiny search: checks it runs")
     ap.add_argument("--runs", type=int, default=None, help="runs per space (default: 3, 3, 2)")
@@ -364,11 +375,21 @@ def main() -> None:
         help="also measure the code at git REF, run for run alternating with this code",
     )
     ap.add_argument(
-        "--child", nargs=3, metavar=("SPACE", "RESULTS", "TIMINGS"), help=argparse.SUPPRESS
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the search's results under this folder (as adder search --results), its "
+        "stderr in SPACE.log there",
     )
+    ap.add_argument(
+        "--search-args", default="", help="more arguments for adder search, e.g. '--trials 8'"
+    )
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        sys.exit(child(*args.child))
+    extra = args.search_args.split()
+    if args.keep is not None:
+        args.keep = args.keep.resolve()
+        args.keep.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cpus = os.cpu_count() or 1
     plan = SPACES["smoke" if args.smoke else "full"]
@@ -380,7 +401,7 @@ def main() -> None:
         for space, n in plan:
             runs, before = [], []
             for _ in range(args.runs or n):
-                runs.append(run_once(space, cpus))
+                runs.append(run_once(space, cpus, keep=args.keep, extra=extra))
                 if code is not None:
                     before.append(run_once(space, cpus, code))
                 partial = OUT / f"overhead{'-smoke' if args.smoke else ''}.partial.json"
