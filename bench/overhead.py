@@ -82,9 +82,13 @@ def make_timed_trainable(folder: str):
 
         inside: set[str] = set()  # parts being timed now: a nested call is not counted again
 
-        def timed(name, fn):
+        def timed(name, fn, unless=("verify_eval",)):
+            """Times ``fn`` as ``name``, unless inside ``name`` already or inside a part of
+            ``unless`` (verification's scoring builds its sums and scores them: all of it is
+            verify_eval, none of it setup or evaluate)."""
+
             def wrapper(*args, **kwargs):
-                if name in inside:
+                if name in inside or inside.intersection(unless):
                     return fn(*args, **kwargs)
                 inside.add(name)
                 t, c = perf_counter(), thread_time()
@@ -233,6 +237,8 @@ def trial_parts(trials: list[dict[str, Any]], clock: str) -> dict[str, float]:
     return {
         "training steps": step,
         "evaluation": s["evaluate"] + s.get("verify_eval", 0.0),
+        "- of it, while training (every report, the confirmation)": s["evaluate"],
+        "- of it, a verification run's fresh sums": s.get("verify_eval", 0.0),
         "checkpoint + report": s["report"],
         "model + held-out set-up": s["setup"],
         "train(), other (the loop around the steps)": rest - step,

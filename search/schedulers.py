@@ -74,8 +74,8 @@ class PerCellScheduler(SnapshotOnEnd):
                 time_attr=b.rung_attr,
                 metric=space.metric,
                 mode=space.mode,
-                max_t=max(max_t, b.grace),
-                grace_period=b.grace,
+                max_t=max(max_t, b.grace(cell)),
+                grace_period=b.grace(cell),
                 reduction_factor=b.reduction_factor,
             )
             for cell in space.cells

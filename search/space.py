@@ -52,8 +52,9 @@ class Budget:
     eval_every: int = 100
     # ASHA's first rung, in training steps or (grace_gflop) in training GFLOP: with GFLOP, rungs
     # are compute, so a narrow model gets more steps than a wide one before it is compared.
-    grace_steps: int | None = None  # neither given: 300 steps
-    grace_gflop: float | None = None
+    # Either may be a mapping {cell: value}: each cell's ASHA compares its own trials only.
+    grace_steps: int | dict[str, int] | None = None  # neither given: 300 steps
+    grace_gflop: float | dict[str, float] | None = None
     reduction_factor: float = 3.0
     stop_when_solved: bool = True
     time_s: float | None = None  # the whole search, verification included
@@ -64,18 +65,19 @@ class Budget:
         """The reported metric ASHA's rungs are counted in."""
         return "gflop" if self.grace_gflop is not None else "step"
 
-    @property
-    def grace(self) -> float:
-        if self.grace_gflop is not None:
-            return self.grace_gflop
-        return 300 if self.grace_steps is None else self.grace_steps
+    def grace(self, cell: str) -> float:
+        """ASHA's first rung for ``cell``'s trials, in ``rung_attr``."""
+        g = self.grace_gflop if self.grace_gflop is not None else self.grace_steps
+        if g is None:
+            return 300
+        return g[cell] if isinstance(g, dict) else g
 
 
 BUDGET_TYPES = {
     "max_steps": int,
     "eval_every": int,
-    "grace_steps": int,
-    "grace_gflop": float,
+    "grace_steps": (int, dict),  # a number, or one per cell
+    "grace_gflop": (float, dict),
     "reduction_factor": float,
     "stop_when_solved": bool,
     "time_s": float,
@@ -291,7 +293,14 @@ def parse_space(doc: Any, where: str = "<space>") -> Space:
         if key not in _names(Budget):
             raise err(f"budget.{key}", f"unknown key; expected one of {', '.join(_names(Budget))}")
     for key, value in budget.items():
-        budget[key] = _typecheck(value, BUDGET_TYPES[key], f"budget.{key}", err)
+        t = BUDGET_TYPES[key]
+        if isinstance(t, tuple) and isinstance(value, dict):  # per cell: {cell: number}
+            budget[key] = {
+                c: _typecheck(v, t[0], f"budget.{key}.{c}", err) for c, v in value.items()
+            }
+        else:
+            one = t[0] if isinstance(t, tuple) else t
+            budget[key] = _typecheck(value, one, f"budget.{key}", err)
     verify = None
     if "verify" in doc:
         spec = _mapping(doc["verify"], "verify", err)
@@ -392,19 +401,16 @@ def _check_space(s: Space) -> None:
     if s.mode not in ("min", "max"):
         raise err("objective.mode", f"{s.mode!r} is invalid; expected min or max")
     b = s.budget
-    for key in ("max_steps", "eval_every", "grace_steps"):
-        if getattr(b, key) is not None and getattr(b, key) < 1:
+    for key in ("max_steps", "eval_every"):
+        if getattr(b, key) < 1:
             raise err(f"budget.{key}", f"{getattr(b, key)!r} is invalid; expected an integer >= 1")
     if b.eval_every > b.max_steps:
         raise err("budget.eval_every", f"{b.eval_every} > max_steps {b.max_steps}; expected <=")
-    if b.grace_steps is not None and b.grace_steps > b.max_steps:
-        raise err("budget.grace_steps", f"{b.grace_steps} > max_steps {b.max_steps}; expected <=")
     if b.grace_steps is not None and b.grace_gflop is not None:
         raise err("budget.grace_gflop", "grace_steps is given too; expected one of the two")
-    for key in ("grace_gflop", "time_s"):
-        v = getattr(b, key)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise err(f"budget.{key}", f"{v!r} is invalid; expected a number > 0")
+    _check_grace(s, err)
+    if b.time_s is not None and not (math.isfinite(b.time_s) and b.time_s > 0):
+        raise err("budget.time_s", f"{b.time_s!r} is invalid; expected a number > 0")
     if b.target is not None and not math.isfinite(b.target):
         raise err("budget.target", f"{b.target!r} is invalid; expected a finite number")
     if b.target is not None and s.verify is None:
@@ -626,6 +632,28 @@ def _train_field(key: Any, section: str, err) -> None:
         )
     if key in BUDGET_OWNS:
         raise err(f"{section}.{key}", "is set by cells and budget; expected it there")
+
+
+def _check_grace(s: Space, err) -> None:
+    """ASHA's first rung: one number, or one per cell of the space (and no other cell)."""
+    key = "grace_gflop" if s.budget.grace_gflop is not None else "grace_steps"
+    g = getattr(s.budget, key)
+    if g is None:
+        return
+    per_cell = g if isinstance(g, dict) else {}
+    for cell in per_cell:  # a cell --cells leaves out may keep its grace
+        if cell not in CELLS:
+            raise err(f"budget.{key}.{cell}", f"is not a cell; expected one of {', '.join(CELLS)}")
+    for cell in s.cells:
+        if isinstance(g, dict) and cell not in g:
+            raise err(f"budget.{key}", f"names no grace for {cell}; expected one for every cell")
+        v = s.budget.grace(cell)
+        where = f"budget.{key}" + (f".{cell}" if per_cell else "")
+        if key == "grace_steps" and not 1 <= v <= s.budget.max_steps:
+            raise err(where, f"{v!r} is invalid; expected an integer from 1 to max_steps "
+                      f"{s.budget.max_steps}")  # fmt: skip
+        if key == "grace_gflop" and not (math.isfinite(v) and v > 0):
+            raise err(where, f"{v!r} is invalid; expected a number > 0")
 
 
 def _mapping(value: Any, key: str, err) -> dict:

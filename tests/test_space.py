@@ -117,6 +117,13 @@ BAD = [
     ("budget: {reduction_factor: 1}\n", "budget.reduction_factor"),
     ("budget: {max_steps: ten}\n", "budget.max_steps"),
     ("budget: {patience: 3}\n", "budget.patience"),
+    # ASHA's first rung per cell: every cell of the space, known cells only, valid values
+    ("budget: {grace_gflop: {rnn: 5}}\n", "names no grace for gru"),
+    ("budget: {grace_gflop: {rnn: 5, gru: 5, cnn: 1}}\n", "budget.grace_gflop.cnn"),
+    ("budget: {grace_gflop: {rnn: 5, gru: -1}}\n", "budget.grace_gflop.gru"),
+    ("budget: {grace_gflop: {rnn: 5, gru: fast}}\n", "budget.grace_gflop.gru"),
+    ("budget: {max_steps: 100, grace_steps: {rnn: 5, gru: 500}}\n", "budget.grace_steps.gru"),
+    ("budget: {max_steps: 100, grace_steps: 500}\n", "budget.grace_steps"),
     ("fixed: {hidden: -4}\n", "fixed"),
     ("fixed: {widht: 4}\n", "fixed.widht"),
     ("fixed: {steps: 4}\n", "fixed.steps"),
@@ -180,6 +187,23 @@ def test_yaml_syntax_error_and_missing_file(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(SpaceError, match="expected a mapping"):
         load_space(path)
+
+
+def test_each_cell_may_have_its_own_first_rung():
+    """grace_gflop per cell: each cell's ASHA gets its own grace; --cells keeps the mapping."""
+    import yaml
+
+    from search.schedulers import PerCellScheduler
+
+    doc = yaml.safe_load(GOOD)
+    doc["budget"] = {"max_steps": 100, "grace_gflop": {"rnn": 2, "gru": 30, "lstm": 7}}
+    space = parse_space(doc, "good.yaml")
+    assert [space.budget.grace(c) for c in space.cells] == [2.0, 30.0]
+    asha = PerCellScheduler(space).asha
+    assert {c: a._brackets[0]._rungs[-1][0] for c, a in asha.items()} == {"rnn": 2.0, "gru": 30.0}
+    assert space.override(cells=("gru",)).budget.grace("gru") == 30.0
+    doc["budget"] = {"max_steps": 100, "grace_steps": 20}
+    assert parse_space(doc, "good.yaml").budget.grace("gru") == 20
 
 
 def test_override_is_checked_again():
