@@ -40,8 +40,9 @@ def load_board(folder: Path) -> dict[str, Any]:
 
 
 def candidates(folder: Path, board: dict[str, Any], top: int):
-    """Per cell, the ``top`` best search trials by the search's objective (the first is its
-    search best), as race candidates."""
+    """Per cell, ``top`` race candidates: first the leaderboard's answer (after a race, the
+    race's winner, which need not be the search's best), then the search's best of the rest
+    by its objective."""
     from search.racing import Candidate
     from search.results import load_trials
 
@@ -49,9 +50,10 @@ def candidates(folder: Path, board: dict[str, Any], top: int):
     records = [r for r in load_trials(folder) if r.verify_of is None and r.metrics.get("params")]
     out = {}
     for cell in board["cells"]:
+        answer = board["cells"][cell].get("trial_id")
         ranked = sorted(
             (r for r in records if r.cell == cell),
-            key=lambda r: r.rank_key(obj["metric"], obj["mode"]),
+            key=lambda r: (r.trial_id != answer, r.rank_key(obj["metric"], obj["mode"])),
         )
         out[cell] = [
             Candidate(r.trial_id, r.config, rank) for rank, r in enumerate(ranked[:top], start=1)
