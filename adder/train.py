@@ -39,6 +39,12 @@ EVAL_CHUNK = 50
 # linear in the length); should PyTorch fall back to its math kernel, which holds them all,
 # 1000 digits are scored 8 sums at a time at 4 heads, 10,000 digits one (1.6 GB per block).
 EVAL_SCORES = 1 << 25
+# A failed confirmation doubles the passes of the test set in a row that the next one waits for,
+# up to 2**CONFIRM_BACKOFF x solve_patience: a model that adds 100-digit sums and not 1000-digit
+# ones (the transformer, often) would otherwise pay a 1000-digit scoring, up to 700 training
+# steps' worth, every solve_patience evaluations for the rest of its run. A stop still comes
+# right after solve_patience (or more) passes and a passed confirmation, as before.
+CONFIRM_BACKOFF = 3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -189,11 +195,12 @@ def train(
     confirm: Batch | None = None  # made the first time the test set is passed
     params = count_params(model)
     gflop_per_step = train_flops(cfg.model_config(), cfg.train_digits + 1) * cfg.batch_size / 1e9
-    step, solved_step, streak = 0, None, 0
+    step, solved_step, streak, misses = 0, None, 0, 0  # misses: failed confirmations
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
         step, solved_step = resume["step"], resume["solved_step"]
-        streak = resume.get("solve_streak", 0)  # absent from checkpoints before it existed
+        # absent from checkpoints made before they existed
+        streak, misses = resume.get("solve_streak", 0), resume.get("confirm_misses", 0)
 
     def checkpoint() -> dict[str, Any]:
         # a snapshot, not a view: training goes on after it is taken
@@ -204,6 +211,7 @@ def train(
                 "step": step,
                 "solved_step": solved_step,
                 "solve_streak": streak,
+                "confirm_misses": misses,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
@@ -240,10 +248,10 @@ def train(
         t, i = score(model, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
         streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
         confirmed = None
-        if solved_step is None and streak >= cfg.solve_patience:
+        if solved_step is None and streak >= cfg.solve_patience << min(misses, CONFIRM_BACKOFF):
             # solved: the test set passed solve_patience evaluations in a row, and the longer
             # confirmation set (if any) passes too. It is scored only then, and a failure
-            # starts the count again: at most one confirmation every solve_patience evaluations
+            # starts the count again, twice as long (CONFIRM_BACKOFF)
             if cfg.confirm_digits:
                 if confirm is None:
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
@@ -253,7 +261,7 @@ def train(
             if confirmed is None or confirmed >= SOLVED:
                 solved_step = step
             else:
-                streak = 0
+                streak, misses = 0, misses + 1
         diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
         summary = {
             "step": step,

@@ -63,8 +63,8 @@ def make_timed_trainable(folder: str):
         T = importlib.import_module("adder.train")  # `adder.train` the attribute is a function
         S = importlib.import_module("search.trainable")
 
-        parts = ("trainable", "train", "step", "setup", "evaluate", "verify_eval", "report",
-                 "save", "tune_report")  # fmt: skip
+        parts = ("trainable", "train", "step", "setup", "evaluate", "confirm", "verify_eval",
+                 "report", "save", "tune_report")  # fmt: skip
         wall, cpu = dict.fromkeys(parts, 0.0), dict.fromkeys(parts, 0.0)
         meta = {
             "trial_id": tune.get_context().get_trial_id(),
@@ -132,6 +132,17 @@ def make_timed_trainable(folder: str):
             setattr(module, name, timed("step", getattr(module, name)))
         for module, name in scoring:
             setattr(module, name, timed("evaluate", getattr(module, name)))
+        if hasattr(T, "_evaluate") and config.get("confirm_digits"):
+            # the confirmation, train()'s own call on the longer sums, is a part of its own
+            test_or_iid, real = T._evaluate, saved[(T, "_evaluate")]
+            confirming = timed("confirm", real, unless=("verify_eval", "evaluate"))
+
+            def routed(model, batch, *args, **kwargs):
+                if batch.s.shape[1] == config["confirm_digits"] + 1 and "evaluate" not in inside:
+                    return confirming(model, batch, *args, **kwargs)
+                return test_or_iid(model, batch, *args, **kwargs)
+
+            T._evaluate = routed
         for module, name in verifying:
             setattr(module, name, timed("verify_eval", getattr(module, name)))
         S.save_checkpoint = timed("save", S.save_checkpoint)
@@ -232,12 +243,13 @@ def run_once(
 def trial_parts(trials: list[dict[str, Any]], clock: str) -> dict[str, float]:
     """Seconds of ``clock`` (wall or cpu) in each part of the trials, summed over trials."""
     s = {k: sum(t[clock].get(k, 0.0) for t in trials) for k in trials[0][clock]}
-    rest = s["train"] - s["setup"] - s["report"] - s["evaluate"]
+    rest = s["train"] - s["setup"] - s["report"] - s["evaluate"] - s.get("confirm", 0.0)
     step = s["step"] or rest  # an older version without train_step: all the rest of train()
     return {
         "training steps": step,
-        "evaluation": s["evaluate"] + s.get("verify_eval", 0.0),
-        "- of it, while training (every report, the confirmation)": s["evaluate"],
+        "evaluation": s["evaluate"] + s.get("confirm", 0.0) + s.get("verify_eval", 0.0),
+        "- of it, the held-out sets at every report": s["evaluate"],
+        "- of it, the confirmation on longer sums": s.get("confirm", 0.0),
         "- of it, a verification run's fresh sums": s.get("verify_eval", 0.0),
         "checkpoint + report": s["report"],
         "model + held-out set-up": s["setup"],

@@ -56,6 +56,10 @@ def test_overhead_accounts_for_the_whole_search(smoke_runs):
         # the parts partition core-time; a row "- of it, ..." breaks down the row above it
         parts = [v for k, v in run["core_parts"].items() if not k.startswith("- ")]
         assert sum(parts) == pytest.approx(run["core_s"], rel=1e-6)
+        of_it = [v for k, v in run["core_parts"].items() if k.startswith("- of it")]
+        assert sum(of_it) == pytest.approx(run["core_parts"]["evaluation"], rel=1e-6)
+        # its space passes the test set at once: the confirmation is timed, as a part of its own
+        assert run["cpu_parts"]["- of it, the confirmation on longer sums"] > 0
         assert run["detail"]["trials"] == 2 and run["detail"]["steps"] > 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import adder.train
 from adder.config import CELLS, SOLVED, TrainConfig, field_docs
 from adder.errors import UserError
 from adder.models import count_params
@@ -397,6 +398,38 @@ def test_confirmation_on_longer_sums_is_what_solves():
         got = from_digits(model(b.a, b.b).argmax(-1))
     want = [str(int(x) + int(y)) for x, y in zip(from_digits(b.a), from_digits(b.b), strict=True)]
     assert got == want
+
+
+def confirmation_waits(reports: list[dict]) -> list[int]:
+    """For each confirmation, the passes of the test set in a row that led to it."""
+    waits, passes = [], 0
+    for m in reports:
+        passes = passes + 1 if m["exact_match"] == 1.0 else 0
+        if "confirm_exact_match" in m:
+            waits, passes = [*waits, passes], 0
+    return waits
+
+
+def test_a_failed_confirmation_doubles_the_wait_for_the_next(monkeypatch):
+    # 1000-digit sums refuse this run's model three times before it adds them
+    cfg = TrainConfig(
+        **{**SOLVES, "lr": 0.002}, confirm_digits=1000, confirm_size=100, solve_exact=1.0
+    )
+    summary, reports, states = run(cfg)
+    waits = confirmation_waits(reports)
+    assert len(waits) >= 3 and summary["solved_step"] == reports[-1]["step"]
+    assert waits == [1 << k for k in range(len(waits))]  # 1, 2, 4, 8 passes
+    # a run resumed after its second failed confirmation waits as long as before
+    at = [m["step"] for m in reports if "confirm_exact_match" in m][1]
+    _, rest, _ = run(cfg, resume=states[at])
+    assert [without_timing(m) for m in rest] == [
+        without_timing(m) for m in reports if m["step"] > at
+    ]
+    # the wait stops growing at 2**CONFIRM_BACKOFF x solve_patience
+    monkeypatch.setattr(adder.train, "CONFIRM_BACKOFF", 1)
+    _, reports, _ = run(dataclasses.replace(cfg, solve_patience=2))
+    waits = confirmation_waits(reports)
+    assert len(waits) >= 3 and waits == [2] + [4] * (len(waits) - 1)
 
 
 def test_gflop_counts_every_training_step():
