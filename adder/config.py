@@ -106,6 +106,8 @@ class TrainConfig:
     """Digits of a longer held-out set that must then reach exact-match 0.999; 0: none."""
     confirm_size: int = 200
     """Problems in the confirmation set (scored only when the test set has been passed)."""
+    confirm_exact: float = SOLVED
+    """Exact-match the confirmation set must reach (1.0: every sum right)."""
     diverge_loss: float = 10.0
     """A held-out loss above this (chance is ln 10 = 2.3) or a non-finite loss means diverged."""
     seed: int = 0
@@ -201,6 +203,7 @@ def _check(c: TrainConfig) -> None:
         need(1 <= getattr(c, name) <= 100_000, name, "an integer in [1, 100000]")
     need(0 <= c.confirm_digits <= 100_000, "confirm_digits", "an integer in [0, 100000]")
     need(0.0 < c.solve_exact <= 1.0, "solve_exact", "a number in (0, 1]")
+    need(0.0 < c.confirm_exact <= 1.0, "confirm_exact", "a number in (0, 1]")
     need(c.embed >= 0, "embed", "an integer >= 0 (0 = same as hidden)")
     need(0.0 <= c.dropout < 1.0, "dropout", "a number in [0, 1)")
     need(math.isfinite(c.lr) and c.lr > 0, "lr", "a number > 0")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from adder.config import SOLVED, TrainConfig
+from adder.config import TrainConfig
 from adder.data import Batch, held_out, make_generator, sample
 from adder.errors import UserError
 from adder.models import Adder, count_params, train_flops
@@ -256,9 +256,9 @@ def train(
                 if confirm is None:
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
                 # scored until it cannot pass: a model far off costs a chunk, not the whole set
-                limit = allowed_errors(cfg.confirm_size, SOLVED)
+                limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
                 confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
-            if confirmed is None or confirmed >= SOLVED:
+            if confirmed is None or confirmed >= cfg.confirm_exact:
                 solved_step = step
             else:
                 streak, misses = 0, misses + 1

@@ -2,6 +2,7 @@
 
 Usage: python scripts/solve_criterion.py [--settings 40] [--jobs 2] [--out runs/solve-criterion]
        python scripts/solve_criterion.py --analyze runs/solve-criterion
+       python scripts/solve_criterion.py --races results    # a finished search's race runs
 
 Trains a population of settings drawn at random from spaces/default.yaml (its task: 10-digit
 training operands, an evaluation every 50 steps on the search's 1000 held-out 100-digit sums),
@@ -200,6 +201,36 @@ def analyze(out: Path) -> str:
     return "\n".join(lines)
 
 
+def races(results: Path) -> str:
+    """The criterion checked where it matters: every race run of a finished search that it
+    stopped (solved), by the figure of its passing confirmation, against the run's own fresh
+    sums (race seeds are never selected on)."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for path in sorted(results.glob("*/tune/*_v_*/result.json")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        last = rows[-1]
+        if last.get("solved_step") is None or "exact_match_1000" not in last:
+            continue
+        confirm = last.get("confirm_exact_match")
+        key = "all right" if confirm == 1.0 else f"{confirm:.3f}"
+        ok = last["exact_match_100"] >= 0.999 and last["exact_match_1000"] >= 0.999
+        groups.setdefault(key, []).append((last["config"]["cell"], ok))
+    lines = [
+        "| confirmation at the stop | race runs stopped | of those, fresh 100 and 1000 digits "
+        ">= 0.999 | by cell (passed/stopped) |",
+        "|---|---|---|---|",
+    ]
+    for key, runs in sorted(groups.items(), reverse=True):
+        cells = sorted({c for c, _ in runs})
+        by = ", ".join(
+            f"{c} {sum(ok for x, ok in runs if x == c)}/{sum(x == c for x, _ in runs)}"
+            for c in cells
+        )
+        good = sum(ok for _, ok in runs)
+        lines.append(f"| {key} | {len(runs)} | {good} ({100 * good / len(runs):.0f}%) | {by} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", type=int, default=40, help="random settings (default 40)")
@@ -207,7 +238,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the population draw")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/solve-criterion")
     ap.add_argument("--analyze", type=Path, help="only analyze this folder")
+    ap.add_argument("--races", type=Path, help="only check a search's race runs (its results)")
     args = ap.parse_args()
+    if args.races:
+        print(races(args.races))
+        return
     if args.analyze:
         print(analyze(args.analyze))
         return

@@ -400,6 +400,20 @@ def test_confirmation_on_longer_sums_is_what_solves():
     assert got == want
 
 
+def test_confirm_exact_asks_for_every_longer_sum_right():
+    # this run's first passing confirmation gets 999 of its 1000 60-digit sums right
+    cfg = TrainConfig(
+        **{**SOLVES, "lr": 0.002}, confirm_digits=60, confirm_size=1000, solve_exact=1.0
+    )
+    loose, loose_reports, _ = run(cfg)
+    assert loose_reports[-1]["confirm_exact_match"] == 0.999  # the default: one may be wrong
+    strict, reports, _ = run(dataclasses.replace(cfg, confirm_exact=1.0))
+    confirms = [m["confirm_exact_match"] for m in reports if "confirm_exact_match" in m]
+    assert strict["solved_step"] > loose["solved_step"]
+    assert confirms[-1] == 1.0 and 0.999 in confirms[:-1]
+    assert all(c < 1.0 for c in confirms[:-1])
+
+
 def confirmation_waits(reports: list[dict]) -> list[int]:
     """For each confirmation, the passes of the test set in a row that led to it."""
     waits, passes = [], 0
