@@ -14,7 +14,9 @@ stops getting seeds as soon as it can no longer win, as in SMAC's intensificatio
 
 When every candidate racing has failed a seed, the next setting in the search's ranking (from
 ``reserve``, up to ``verify.reserve`` of them) enters the race, one at a time, and runs from the
-first seed: an answer that fails is only written when no setting near the top passes.
+first seed: an answer that fails is only written when no setting near the top passes. Once no
+reserve is left either, the race is lost: no seed can make a candidate pass any more, so none
+is handed out; the closest candidate, on the seeds it ran, is the cell's unverified answer.
 
 Seeds are handed out in rounds: seed ``j`` goes to a candidate once every live candidate has
 finished seeds ``0..j-1``; once one candidate is left it takes its remaining seeds all at once.
@@ -50,7 +52,7 @@ class Candidate:
     issued: set[int] = field(default_factory=set)
     dropped: str = ""  # why it stopped getting seeds; "" while it races
 
-    def value(self, seeds: range) -> float:
+    def value(self, seeds) -> float:
         return statistics.fmean(self.runs[j]["value"] for j in seeds)
 
     def passed(self) -> bool:
@@ -89,6 +91,8 @@ class Race:
         ``ahead``: when a worker would otherwise idle, the leader may run its next seed one
         round before the others have finished theirs (the seed it would get next anyway;
         wasted only if it is dropped)."""
+        if self.lost():
+            return None
         alive = self.alive()
         gated = self.racing and len(alive) > 1
         done = min((self._done_rounds(c) for c in alive), default=0)
@@ -141,10 +145,26 @@ class Race:
                         f"({show(c.value(seeds))} against {show(lead.value(seeds))})"
                     )
 
+    def lost(self) -> bool:
+        """Every candidate racing has failed a seed and no setting is left to enter: none can
+        be verified, and more seeds would only say by how much."""
+        alive = self.alive()
+        return (
+            self.racing
+            and not self.reserve
+            and bool(alive)
+            and not any(self._clean(c) for c in alive)
+        )
+
     def finished(self) -> bool:
+        if self.lost():  # once the runs still out have come back
+            return all(c.issued <= c.runs.keys() for c in self.alive())
         return all(len(c.runs) >= self.seeds for c in self.alive())
 
     def winner(self) -> Candidate | None:
+        if self.lost():  # the closest, on the seeds each ran
+            ran = [c for c in self.alive() if c.runs]
+            return min(ran, key=lambda c: (c.value(c.runs.keys()), c.rank)) if ran else None
         full = [c for c in self.alive() if len(c.runs) >= self.seeds]
         if not full:
             return None

@@ -228,7 +228,8 @@ def verify_lines(board: dict[str, Any]) -> list[str]:
         f"{', '.join(map(str, v['digits']))} digits; a seed passes at exact-match >= "
         f"{v['threshold']} on every length."
         + (
-            f" When every racer has failed a seed, the next-ranked enters (up to {v['reserve']})."
+            f" When every racer has failed a seed, the next-ranked enters (up to {v['reserve']});"
+            " once all have failed one, the race ends there, unverified."
             if v.get("reserve")
             else ""
         ),

@@ -70,6 +70,20 @@ def test_when_every_candidate_fails_the_closest_one_wins_unverified():
     assert r.winner().trial_id == "t2" and not r.winner().passed()
 
 
+def test_a_race_every_candidate_has_lost_hands_out_no_more_seeds():
+    # every candidate fails its first seed, and no setting is left to enter: no seed can make
+    # one pass any more, so the race ends there, its closest candidate the unverified answer
+    r = race(n=3, seeds=5)
+    values = {t: [UNSOLVED + x] * 5 for t, x in (("t1", 0.3), ("t2", 0.1), ("t3", 0.2))}
+    order = play(r, values, fails={t: {0, 1, 2, 3, 4} for t in values})
+    assert sorted(order) == [("t1", 0), ("t2", 0), ("t3", 0)]
+    assert r.lost() and r.winner().trial_id == "t2" and not r.winner().passed()
+    # with a reserve, the race goes on: the reserve enters
+    r = Race([Candidate(f"t{i}", {}, i) for i in (1, 2)], 5, reserve=[Candidate("t3", {}, 3)])
+    assert len(play(r, values, fails={"t1": {0}, "t2": {0}})) > 3 and not r.lost()
+    assert r.winner().trial_id == "t3" and r.winner().passed()
+
+
 def test_without_racing_every_candidate_runs_every_seed():
     r = race(n=3, seeds=2, racing=False)
     order = play(r, {"t1": [10, 10], "t2": [30, 30], "t3": [20, 20]})
