@@ -43,10 +43,13 @@ SOLVED = 0.999  # exact-match at which a model counts as adding sums of a length
 # scored on the same problems; the training stream has its own generator, seeded by the run.
 # A search selects its best trials on these sums: a figure on them is not a fresh one.
 HELD_OUT_SEED = 20200506
+# The seed of verification's sums (the races, `adder verify`): held-out sets of their own, on
+# which no search selects.
+VERIFY_SEED = 777_000
 # The seed of `adder eval`'s sums when no --seed is given: fresh ones. No training run, search
 # selection or verification draws from it (they use HELD_OUT_SEED, the run's seed and
-# search.trainable.VERIFY_SEED = 777000), and held_out adds the digit count to a seed, so the
-# sets stay apart for every length up to 11 million digits.
+# VERIFY_SEED), and held_out adds the digit count to a seed, so the sets stay apart for every
+# length up to 11 million digits.
 EVAL_SEED = 31_415_926
 
 

@@ -32,7 +32,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "architectures"
 DOCS = ROOT / "docs" / "architectures"
-HELD_OUT = 777_000  # the held-out seed: `adder verify`'s, used by no training
 DIGITS = (10, 100, 1000)
 SEED_SETTING = dict(layers=2, hidden=32, lr=0.001, batch_size=128)  # the seed report's
 CELLS = {  # name -> setting
@@ -99,7 +98,7 @@ def run(job: tuple[str, dict[str, Any], int, Path]) -> dict[str, Any]:
     """Train one model, then score it on held-out sums of every length."""
     import torch
 
-    from adder.config import TrainConfig
+    from adder.config import VERIFY_SEED, TrainConfig
     from adder.data import held_out
     from adder.errors import UserError
     from adder.models import Adder, train_flops
@@ -121,7 +120,7 @@ def run(job: tuple[str, dict[str, Any], int, Path]) -> dict[str, Any]:
     scores: dict[str, Any] = {}
     for d in DIGITS:
         try:
-            m = evaluate(model, held_out(n, d, seed=HELD_OUT))
+            m = evaluate(model, held_out(n, d, seed=VERIFY_SEED))
             scores[str(d)] = {"exact_match": m["exact_match"], "digit_acc": m["digit_acc"]}
         except UserError as e:  # a learned position table ends at the training length
             scores[str(d)] = {"refused": str(e)}

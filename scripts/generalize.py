@@ -43,7 +43,7 @@ DIGITS = (10, 100, 1000)
 def one(job: tuple[dict[str, Any], float, int]) -> dict[str, Any]:
     import torch
 
-    from adder.config import TrainConfig
+    from adder.config import VERIFY_SEED, TrainConfig
     from adder.data import held_out
     from adder.models import Adder
     from adder.train import train
@@ -59,7 +59,7 @@ def one(job: tuple[dict[str, Any], float, int]) -> dict[str, Any]:
     model.eval()
     out = {"wd": wd, "seed": seed, "seconds": time.perf_counter() - t0}
     for d in DIGITS:
-        b = held_out(1000, d, seed=777_000)  # adder verify's held-out sets
+        b = held_out(1000, d, seed=VERIFY_SEED)  # adder verify's held-out sets
         with torch.inference_mode():
             wrong = model(b.a, b.b).argmax(-1) != b.s  # (n, d + 1)
         out[f"exact_{d}"] = 1 - wrong.any(-1).float().mean().item()

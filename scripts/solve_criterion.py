@@ -34,7 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FRESH_SEED = 777_000  # adder verify's held-out family: never selected on
 AFTER = 20  # evaluations recorded after the first pass
 MAX_GFLOP_PER_STEP = 1.5  # keeps the population within hours on 2 CPUs (see the doc)
 SEED_SETTING = {"layers": 2, "hidden": 32, "lr": 0.001, "batch_size": 128, "nonlinearity": "tanh"}
@@ -74,7 +73,7 @@ def population(n: int, seed: int) -> list[dict[str, Any]]:
 def one(job: tuple[int, dict[str, Any], str]) -> None:
     import torch
 
-    from adder.config import TrainConfig
+    from adder.config import VERIFY_SEED, TrainConfig
     from adder.data import held_out
     from adder.models import Adder
     from adder.train import evaluate, train
@@ -85,7 +84,7 @@ def one(job: tuple[int, dict[str, Any], str]) -> None:
     if path.exists():
         return
     cfg = TrainConfig(**{**config, "eval_every": 50, "stop_when_solved": False, "device": "cpu"})
-    fresh = {d: held_out(1000, d, seed=FRESH_SEED) for d in (100, 1000)}
+    fresh = {d: held_out(1000, d, seed=VERIFY_SEED) for d in (100, 1000)}
     confirm = held_out(1000, 1000)  # the search's own family (HELD_OUT_SEED)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()

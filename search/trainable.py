@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from adder.config import TrainConfig
+from adder.config import VERIFY_SEED, TrainConfig
 from adder.train import load_checkpoint, save_checkpoint, train
 from search.metrics import cost_to_solve
 from search.racing import VERIFY_KEYS
@@ -78,6 +78,3 @@ def verify(state: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
         out[f"exact_match_{d}"], out[f"digit_acc_{d}"] = m["exact_match"], m["digit_acc"]
         out[f"loss_{d}"] = m["loss"]
     return {**out, "seed": cfg.seed}
-
-
-VERIFY_SEED = 777_000  # held-out sets of their own, not the search's test sets

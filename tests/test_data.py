@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adder.config import VERIFY_SEED
 from adder.data import (
     EVAL_SEED,
     HELD_OUT_SEED,
@@ -22,8 +20,6 @@ from adder.data import (
     to_digits,
 )
 from adder.errors import UserError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def schoolbook(a: list[int], b: list[int]) -> list[int]:
@@ -141,12 +137,6 @@ def test_held_out_differs_from_a_training_stream_with_the_same_seed(seed):
     # the two share no problem (10^20 possible ones; 40 drawn each)
     train = sample(40, 10, generator=make_generator(seed, "cpu"))
     assert not pairs(held_out(40, 10, seed=seed)) & pairs(train)
-
-
-# search.trainable.VERIFY_SEED, read from its source (importing that module imports Ray)
-VERIFY_SEED = int(
-    re.search(r"^VERIFY_SEED = ([\d_]+)", (ROOT / "search" / "trainable.py").read_text(), re.M)[1]
-)
 
 
 def test_eval_seed_is_apart_from_every_other_held_out_seed():
