@@ -527,6 +527,7 @@ def tables(reference, rows, runs, cells, verified) -> str:
             ends = [i for i in t.info.values() if "end" in i and not i["verify"]]
             started += len(ends)
             solved += sum(i["end"]["value"] is not None and i["end"]["value"] < 1e9 for i in ends)
+    out += [finals_table(runs, cells, verified), ""]
     answers = list(verified.values())
     out.append(table(
         ["method", "GFLOP of a whole run, median", "(min-max)"],
@@ -536,6 +537,33 @@ def tables(reference, rows, runs, cells, verified) -> str:
             f"the clock: {len(answers)}, of which {sum(a['passed'] for a in answers)} passed "
             "on every fresh seed."]  # fmt: skip
     return "\n".join(out)
+
+
+def finals_table(runs, cells, verified) -> str:
+    """Per method and cell, how many runs ended holding an answer that passed verification, and
+    what it costs to solve; ``shipped, own answer`` is the race's winner, judged on its seeds."""
+    rows = []
+    for m in dict.fromkeys(r["method"] for r in runs):
+        got = [r for r in runs if r["method"] == m]
+        for own in (False, True) if m == "shipped" else (False,):
+            row = [f"{m}, own answer" if own else m]
+            for cell in cells:
+                costs = []
+                for r in got:
+                    if own:
+                        a = r["answers"].get(cell, {})
+                        v = {"passed": a.get("passed"), "cost": a.get("mean_gflop_to_solve")}
+                    else:
+                        a = Trials(r["events"]).answers(cell)
+                        v = verified.get(config_key(a[-1][1]), {}) if a else {}
+                    if v.get("passed") and v.get("cost") is not None:
+                        costs.append(v["cost"])
+                row += [f"{len(costs)}/{len(got)}", _num(median(costs)) if costs else "-"]
+            rows.append(row)
+    head = ["method"]
+    for cell in cells:
+        head += [f"{cell}: final answer passed", f"{cell}: its GFLOP to solve, median"]
+    return table(head, rows)
 
 
 def _num(v: float) -> str:
@@ -571,9 +599,9 @@ def main() -> None:
     cache = store / "verified.json"
     # the reference first (random search's final answers), then each run's answers in the order
     # it held them, until one verifies at the reference or better: no more than that is needed
-    finals = {config_key(a[-1][1]): a[-1][1] for r in runs if r["method"] == "random"
+    finals = {config_key(a[-1][1]): a[-1][1] for r in runs
               for c in cells if (a := Trials(r["events"]).answers(c))}  # fmt: skip
-    verified = verify_answers(finals, cache, oracle)
+    verified = verify_answers(finals, cache, oracle)  # every method's: the final-answer table
     reference = analyze(runs, cells, verified)[0]
     while need := next_answers(runs, cells, verified, reference):
         verified = verify_answers(need, cache, oracle)

@@ -161,3 +161,18 @@ def test_efficiency_reaches_the_reference_at_the_first_answer_verified_under_it(
     verified[key(second)] = {"passed": False, "cost": None}
     r = efficiency.reach(run, ["gru"], verified, {"gru": 10.0})
     assert not r["reached"] and r["gflop"] == pytest.approx(20 + 8 + 6 + 6)  # all of it
+
+
+def test_efficiency_final_answers_count_only_those_that_passed(efficiency):
+    key = efficiency.config_key
+    final = {"cell": "gru", "hidden": 24}  # the last answer the made-up run held
+    runs = [{"method": "random", "events": made_up_events(), "answers": {}},
+            {"method": "shipped", "events": made_up_events(),
+             "answers": {"gru": {"passed": True, "mean_gflop_to_solve": 9.0}}}]  # fmt: skip
+    verified = {key(final): {"passed": True, "cost": 7.0}}
+    md = efficiency.finals_table(runs, ["gru"], verified)
+    assert "| random | 1/1 | 7 |" in md and "| shipped, own answer | 1/1 | 9 |" in md
+    verified[key(final)] = {"passed": False, "cost": None}  # the first answer passing is no help
+    verified[key({"cell": "gru", "hidden": 8})] = {"passed": True, "cost": 30.0}
+    md = efficiency.finals_table(runs, ["gru"], verified)
+    assert "| random | 0/1 | - |" in md and "| shipped | 0/1 | - |" in md
