@@ -405,6 +405,18 @@ class Trials:
         return max(ts, default=0.0)
 
 
+def final_verified(run: dict[str, Any], cell: str, verified: dict) -> dict:
+    """The verification of the run's final answer in ``cell`` ({} when it held none)."""
+    answers = Trials(run["events"]).answers(cell)
+    return verified.get(config_key(answers[-1][1]), {}) if answers else {}
+
+
+def own_verified(run: dict[str, Any], cell: str) -> dict:
+    """``shipped``'s race winner in ``cell``, as verified on the race's own fresh seeds."""
+    a = run["answers"].get(cell, {})
+    return {"passed": bool(a.get("passed")), "cost": a.get("mean_gflop_to_solve")}
+
+
 def reach(run: dict[str, Any], cells: list[str], verified: dict, reference: dict) -> dict:
     """The compute a run spent until it held, in every cell, a verified answer at the
     reference's cost or below (``reached`` False: until its end, and it never did)."""
@@ -431,9 +443,8 @@ def reach_own(run: dict[str, Any], cells: list[str], reference: dict) -> dict:
     trials = Trials(run["events"])
     out = {"gflop": 0.0, "trial_s": 0.0, "reached": True, "per_cell": {}}
     for cell in cells:
-        a = run["answers"].get(cell, {})
-        cost = a.get("mean_gflop_to_solve")
-        ok = bool(a.get("passed")) and cost is not None and cost <= reference[cell]
+        v = own_verified(run, cell)
+        ok = v["passed"] and v["cost"] is not None and v["cost"] <= reference[cell]
         at = trials.compute_at(trials.end(cell), cell)
         out["per_cell"][cell] = {**at, "reached": ok}
         out["gflop"] += at["gflop"]
@@ -471,8 +482,7 @@ def analyze(runs: list[dict], cells: list[str], verified: dict) -> tuple[dict, l
         finals = []
         for r in runs:
             if r["method"] == "random":
-                answers = Trials(r["events"]).answers(cell)
-                v = verified.get(config_key(answers[-1][1]), {}) if answers else {}
+                v = final_verified(r, cell, verified)
                 finals.append(v["cost"] if v.get("passed") else math.inf)
         finite = [c for c in finals if math.isfinite(c)]
         reference[cell] = median(finite) if finite else math.inf
@@ -517,12 +527,12 @@ def tables(reference, rows, runs, cells, verified) -> str:
     out.append(table(head, body))
     out += ["", "A run that never reached the reference counts as infinite in the medians.", ""]
     # what is there to find: how often a random setting solves, and how its answers verify
-    spent, solved, started = {}, 0, 0
+    spent, secs, solved, started = {}, {}, 0, 0
     for r in runs:
         t = Trials(r["events"])
-        spent.setdefault(r["method"], []).append(
-            sum(t.compute_at(math.inf, c)["gflop"] for c in cells)
-        )
+        whole = [t.compute_at(math.inf, c) for c in cells]
+        spent.setdefault(r["method"], []).append(sum(w["gflop"] for w in whole))
+        secs.setdefault(r["method"], []).append(sum(w["trial_s"] for w in whole))
         if r["method"] == "random":
             ends = [i for i in t.info.values() if "end" in i and not i["verify"]]
             started += len(ends)
@@ -530,8 +540,10 @@ def tables(reference, rows, runs, cells, verified) -> str:
     out += [finals_table(runs, cells, verified), ""]
     answers = list(verified.values())
     out.append(table(
-        ["method", "GFLOP of a whole run, median", "(min-max)"],
-        [[m, _num(median(s)), spread(s)] for m, s in spent.items()],
+        ["method", "GFLOP of a whole run, median", "(min-max)", "trial-seconds, median",
+         "(min-max)"],
+        [[m, _num(median(s)), spread(s), _num(median(secs[m])), spread(secs[m])]
+         for m, s in spent.items()],
     ))  # fmt: skip
     out += ["", f"Random search's trials that solved: {solved}/{started}. Answers verified off "
             f"the clock: {len(answers)}, of which {sum(a['passed'] for a in answers)} passed "
@@ -550,12 +562,7 @@ def finals_table(runs, cells, verified) -> str:
             for cell in cells:
                 costs = []
                 for r in got:
-                    if own:
-                        a = r["answers"].get(cell, {})
-                        v = {"passed": a.get("passed"), "cost": a.get("mean_gflop_to_solve")}
-                    else:
-                        a = Trials(r["events"]).answers(cell)
-                        v = verified.get(config_key(a[-1][1]), {}) if a else {}
+                    v = own_verified(r, cell) if own else final_verified(r, cell, verified)
                     if v.get("passed") and v.get("cost") is not None:
                         costs.append(v["cost"])
                 row += [f"{len(costs)}/{len(got)}", _num(median(costs)) if costs else "-"]
@@ -597,11 +604,12 @@ def main() -> None:
     cells = list(space.cells)
     oracle = SMOKE_ORACLE if args.smoke else ORACLE
     cache = store / "verified.json"
-    # the reference first (random search's final answers), then each run's answers in the order
-    # it held them, until one verifies at the reference or better: no more than that is needed
+    # every run's final answer first (random search's make the reference; all of them the
+    # final-answer table), then each run's answers in the order it held them, until one verifies
+    # at the reference or better: no more than that is needed
     finals = {config_key(a[-1][1]): a[-1][1] for r in runs
               for c in cells if (a := Trials(r["events"]).answers(c))}  # fmt: skip
-    verified = verify_answers(finals, cache, oracle)  # every method's: the final-answer table
+    verified = verify_answers(finals, cache, oracle)
     reference = analyze(runs, cells, verified)[0]
     while need := next_answers(runs, cells, verified, reference):
         verified = verify_answers(need, cache, oracle)
