@@ -163,6 +163,19 @@ def test_efficiency_reaches_the_reference_at_the_first_answer_verified_under_it(
     assert not r["reached"] and r["gflop"] == pytest.approx(20 + 8 + 6 + 6)  # all of it
 
 
+def test_efficiency_without_a_cost_bar_counts_the_first_answer_that_passes(efficiency):
+    key = efficiency.config_key
+    run = {"method": "random", "seed": 0, "events": made_up_events(), "answers": {}}
+    verified = {key({"cell": "gru", "hidden": 8}): {"passed": True, "cost": 30.0},
+                key({"cell": "gru", "hidden": 24}): {"passed": True, "cost": 7.0}}  # fmt: skip
+    reference, rows, anything, md = efficiency.analyze([run], ["gru"], verified)
+    assert reference == {"gru": 7.0}  # random's final answer
+    assert rows[0]["gflop"] == pytest.approx(20 + 8 + 6)  # the second answer, at t = 4
+    assert anything[0]["reached"]
+    assert anything[0]["gflop"] == pytest.approx(20 + 4 + 4 * 0.5 / 1.5)  # the first, t = 2
+    assert "Without a cost bar" in md and "| random | 1/1 | 25.33 |" in md
+
+
 def test_efficiency_final_answers_count_only_those_that_passed(efficiency):
     key = efficiency.config_key
     final = {"cell": "gru", "hidden": 24}  # the last answer the made-up run held
