@@ -385,6 +385,10 @@ class Trials:
             out["trial_s"] += max(0.0, min(t, end) - self.points[k][0][0])
         return out
 
+    def race_gflop(self) -> float:
+        """The GFLOP of the run's race (its verification trials), every cell."""
+        return sum(self._at(k, math.inf) for k, i in self.info.items() if i["verify"])
+
     def answers(self, cell: str) -> list[tuple[float, dict[str, Any], float]]:
         """(when, config, value) each time the cell's best solved search trial changed."""
         from search.metrics import UNSOLVED
@@ -549,12 +553,13 @@ def tables(reference, rows, anything, runs, cells, verified) -> str:
         "",
     ]
     # what is there to find: how often a random setting solves, and how its answers verify
-    spent, secs, solved, started = {}, {}, 0, 0
+    spent, secs, race, solved, started = {}, {}, {}, 0, 0
     for r in runs:
         t = Trials(r["events"])
         whole = [t.compute_at(math.inf, c) for c in cells]
         spent.setdefault(r["method"], []).append(sum(w["gflop"] for w in whole))
         secs.setdefault(r["method"], []).append(sum(w["trial_s"] for w in whole))
+        race.setdefault(r["method"], []).append(t.race_gflop() / max(spent[r["method"]][-1], 1e-9))
         if r["method"] == "random":
             ends = [i for i in t.info.values() if "end" in i and not i["verify"]]
             started += len(ends)
@@ -562,10 +567,10 @@ def tables(reference, rows, anything, runs, cells, verified) -> str:
     out += [finals_table(runs, cells, verified), ""]
     answers = list(verified.values())
     out.append(table(
-        ["method", "GFLOP of a whole run, median", "(min-max)", "trial-seconds, median",
-         "(min-max)"],
-        [[m, _num(median(s)), spread(s), _num(median(secs[m])), spread(secs[m])]
-         for m, s in spent.items()],
+        ["method", "GFLOP of a whole run, median", "(min-max)", "of it in the race, median",
+         "trial-seconds, median", "(min-max)"],
+        [[m, _num(median(s)), spread(s), f"{median(race[m]):.0%}", _num(median(secs[m])),
+          spread(secs[m])] for m, s in spent.items()],
     ))  # fmt: skip
     out += ["", f"Random search's trials that solved: {solved}/{started}. Answers verified off "
             f"the clock: {len(answers)}, of which {sum(a['passed'] for a in answers)} passed "
