@@ -163,6 +163,13 @@ def test_efficiency_reaches_the_reference_at_the_first_answer_verified_under_it(
     assert not r["reached"] and r["gflop"] == pytest.approx(20 + 8 + 6 + 6)  # all of it
 
 
+def test_efficiency_charges_the_race_and_says_its_share(efficiency):
+    assert efficiency.Trials(made_up_events()).race_gflop() == pytest.approx(6.0)  # "v" only
+    run = {"method": "shipped", "seed": 0, "events": made_up_events(), "answers": {}}
+    md = efficiency.analyze([run], ["gru"], {})[3]
+    assert "| shipped | 40 | 40-40 | 15% |" in md  # 6 of 20 + 8 + 6 + 6
+
+
 def test_efficiency_without_a_cost_bar_counts_the_first_answer_that_passes(efficiency):
     key = efficiency.config_key
     run = {"method": "random", "seed": 0, "events": made_up_events(), "answers": {}}
