@@ -94,7 +94,9 @@ class TrainConfig:
     eval_every: int = 100
     """Evaluate, report and checkpoint every this many steps (and at the last step)."""
     train_digits: int = 10
-    """Training operands are drawn uniformly from [0, 10^train_digits)."""
+    """Training operands are drawn from [0, 10^train_digits), uniformly unless nines is set."""
+    nines: float = 0.0
+    """Share of training digit pairs drawn to add to 9 (each hands a carry on); 0: uniform."""
     test_digits: int = 100
     """Digits of the held-out test operands (the generalization target)."""
     eval_size: int = 1000
@@ -209,6 +211,7 @@ def _check(c: TrainConfig) -> None:
     need(0.0 < c.confirm_exact <= 1.0, "confirm_exact", "a number in (0, 1]")
     need(c.embed >= 0, "embed", "an integer >= 0 (0 = same as hidden)")
     need(0.0 <= c.dropout < 1.0, "dropout", "a number in [0, 1)")
+    need(0.0 <= c.nines < 1.0, "nines", "a number in [0, 1)")
     need(math.isfinite(c.lr) and c.lr > 0, "lr", "a number > 0")
     need(math.isfinite(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
     need(0.0 < c.lr_min_ratio <= 1.0, "lr_min_ratio", "a number in (0, 1]")

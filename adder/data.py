@@ -1,7 +1,8 @@
 """Addition problems as digit sequences, least significant digit first.
 
 A problem of ``d`` digits is two operands drawn uniformly from [0, 10^d) and their sum, each
-written as ``d + 1`` digits (room for the final carry). Everything here is vectorized on the
+written as ``d + 1`` digits (room for the final carry); training may draw more digit pairs that
+add to 9 (``nines``), held-out sets never do. Everything here is vectorized on the
 target device: an operand uniform in [0, 10^d) is ``d`` independent uniform digits, and the carry
 chain is a scan (``cummax``), not a Python loop, so 10,000-digit problems cost what their size
 says and no Python big integer is ever built on the hot path.
@@ -47,12 +48,25 @@ def add_digits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def sample(
-    n: int, digits: int, *, generator: torch.Generator, device: torch.device | str = "cpu"
+    n: int,
+    digits: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    nines: float = 0.0,
 ) -> Batch:
-    """``n`` problems with operands uniform in [0, 10^digits), as (n, digits + 1) digit tensors."""
+    """``n`` problems with operands uniform in [0, 10^digits), as (n, digits + 1) digit tensors.
+
+    With ``nines``, each digit pair is instead drawn among the ten that add to 9 with that
+    probability: uniform operands make one pair in 10 do so, and a carry handed on through a run
+    of k of them is seen about 10^-k as often. ``nines`` 0 draws exactly what it always drew.
+    """
     shape = (n, digits)
     a = torch.randint(0, 10, shape, generator=generator, device=device)
     b = torch.randint(0, 10, shape, generator=generator, device=device)
+    if nines:
+        nine = torch.rand(shape, generator=generator, device=device) < nines
+        b = torch.where(nine, 9 - a, b)
     pad = torch.zeros((n, 1), dtype=a.dtype, device=device)
     a, b = torch.cat([a, pad], dim=1), torch.cat([b, pad], dim=1)
     return Batch(a, b, add_digits(a, b))

@@ -224,7 +224,9 @@ def train(
     loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
     while step < cfg.steps:
         # forward, backward, update
-        batch = sample(cfg.batch_size, cfg.train_digits, generator=gen, device=device)
+        batch = sample(
+            cfg.batch_size, cfg.train_digits, generator=gen, device=device, nines=cfg.nines
+        )
         loss_val = train_step(model, opt, sched, batch, grad_clip=cfg.grad_clip)
         del batch  # nothing of this step may live on into the next one's forward
         if not math.isfinite(loss_val):  # no update was made: the weights stay as they were

@@ -251,6 +251,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["--warm-start {warm}", "gru parameter 'hidden'", "[8, 64]", "[8, 16]"],
     ),
     "flag: train --dropout 1.5": (["train", "--dropout", "1.5", "--out", "{dir}/t"], ["dropout"]),
+    "flag: train --nines 1": (["train", "--nines", "1", "--out", "{dir}/t"], ["nines"]),
     "flag: train --optimizer rmsprop": (
         ["train", "--optimizer", "rmsprop", "--out", "{dir}/t"],
         ["rmsprop"],

@@ -59,6 +59,25 @@ def test_sample_sums_match_python_ints(digits):
         assert int(a) + int(b) == int(s)
 
 
+@pytest.mark.parametrize("nines", [0.25, 0.9])
+def test_sample_with_nines_draws_that_share_of_pairs_adding_to_9_and_adds_exactly(nines):
+    batch = sample(4000, 10, generator=torch.Generator().manual_seed(1), nines=nines)
+    pairs = (batch.a + batch.b)[:, :-1]
+    # each pair adds to 9 with nines, else with 1/10 as a uniform pair: 40,000 pairs
+    assert (pairs == 9).double().mean().item() == pytest.approx(nines + (1 - nines) / 10, abs=0.01)
+    assert set(batch.a[:, 0].tolist()) == set(range(10))  # the first operand stays uniform
+    for a, b, s in zip(*(from_digits(x[:50]) for x in batch), strict=True):
+        assert int(a) + int(b) == int(s)
+
+
+def test_sample_without_nines_draws_what_it_always_drew():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = torch.randint(0, 10, (8, 5), generator=g1), torch.randint(0, 10, (8, 5), generator=g1)
+    batch = sample(8, 5, generator=g2, nines=0.0)
+    assert torch.equal(batch.a[:, :5], a) and torch.equal(batch.b[:, :5], b)
+    assert torch.equal(g1.get_state(), g2.get_state())  # and no more: the stream goes on alike
+
+
 def test_sample_operands_cover_all_digits():
     batch = sample(2000, 1, generator=torch.Generator().manual_seed(0))
     assert set(batch.a[:, 0].tolist()) == set(range(10))
