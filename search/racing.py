@@ -12,11 +12,13 @@ stops getting seeds as soon as it can no longer win, as in SMAC's intensificatio
    run is worse than the leader's on the same seeds is dropped (SMAC's rule, with F-race's two
    seeds before the first comparison).
 
-When every candidate racing has failed a seed, the next setting in the search's ranking (from
-``reserve``, up to ``verify.reserve`` of them) enters the race, one at a time, and runs from the
-first seed: an answer that fails is only written when no setting near the top passes. Once no
-reserve is left either, the race is lost: no seed can make a candidate pass any more, so none
-is handed out; the closest candidate, on the seeds it ran, is the cell's unverified answer.
+When every candidate racing has failed a seed, the ones dropped by rule 2 come back (each passed
+every seed it ran; it lost only to a leader that has failed since); when there are none, the
+next setting in the search's ranking (from ``reserve``, up to ``verify.reserve`` of them) enters
+the race, one at a time, and runs from the first seed: an answer that fails is only written when
+no setting near the top passes. Once no reserve is left either, the race is lost: no seed can
+make a candidate pass any more, so none is handed out; of every candidate that ran, the one
+whose runs fell least short of the threshold on average is the cell's unverified answer.
 
 Seeds are handed out in rounds: seed ``j`` goes to a candidate once every live candidate has
 finished seeds ``0..j-1``; once one candidate is left it takes its remaining seeds all at once.
@@ -57,6 +59,13 @@ class Candidate:
 
     def passed(self) -> bool:
         return bool(self.runs) and all(r["passed"] for r in self.runs.values())
+
+    def shortfall(self) -> float:
+        """How far its runs fell below the threshold, at their worst length, on average (0 for
+        a run that passed): how close a candidate that failed came, whatever its cost."""
+        return statistics.fmean(
+            r.get("shortfall", 0.0 if r["passed"] else 1.0) for r in self.runs.values()
+        )  # runs recorded before the field existed: a failure counts as a whole miss
 
 
 class Race:
@@ -116,8 +125,14 @@ class Race:
         c.issued.add(seed_index)
         if self.racing:
             self._drop()
-            if self.reserve and not any(self._clean(c) for c in self.alive()):
-                self.candidates.append(self.reserve.pop(0))
+            if not any(self._clean(c) for c in self.alive()):
+                # a candidate dropped for costing more than a leader that has since failed
+                # passed every seed it ran: it comes back before any new setting enters
+                back = [c for c in self.candidates if c.dropped and self._clean(c)]
+                for c in back:
+                    c.dropped = ""
+                if not back and self.reserve:
+                    self.candidates.append(self.reserve.pop(0))
 
     @staticmethod
     def _clean(c: Candidate) -> bool:
@@ -162,9 +177,10 @@ class Race:
         return all(len(c.runs) >= self.seeds for c in self.alive())
 
     def winner(self) -> Candidate | None:
-        if self.lost():  # the closest, on the seeds each ran
-            ran = [c for c in self.alive() if c.runs]
-            return min(ran, key=lambda c: (c.value(c.runs.keys()), c.rank)) if ran else None
+        if self.lost():  # the closest of all that ran, by its misses, not its costs
+            ran = [c for c in self.candidates if c.runs]
+            return min(ran, key=lambda c: (c.shortfall(), c.value(c.runs.keys()), c.rank),
+                       default=None)  # fmt: skip
         full = [c for c in self.alive() if len(c.runs) >= self.seeds]
         if not full:
             return None
@@ -204,6 +220,7 @@ def run_figures(
         "seed": result.get("seed"),
         "value": value,
         "passed": passed,
+        "shortfall": max(0.0, threshold - min(exact.values(), default=0.0)),
         "exact_match": {str(d): e for d, e in exact.items()},
         "solved_step": result.get("solved_step"),
         "gflop_to_solve": spent if passed else None,

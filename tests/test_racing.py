@@ -10,7 +10,10 @@ from search.racing import Candidate, Race, run_figures
 
 
 def figures(value: float, passed: bool = True) -> dict:
-    return {"value": value, "passed": passed, "exact_match": {}, "gflop_to_solve": value}
+    # a failed run's value is UNSOLVED + how far it fell short (search.racing.run_figures)
+    short = 0.0 if passed else (value - UNSOLVED if value >= UNSOLVED else 1.0)
+    return {"value": value, "passed": passed, "shortfall": short, "exact_match": {},
+            "gflop_to_solve": value}  # fmt: skip
 
 
 def race(n: int = 3, seeds: int = 5, racing: bool = True) -> Race:
@@ -70,6 +73,24 @@ def test_when_every_candidate_fails_the_closest_one_wins_unverified():
     assert r.winner().trial_id == "t2" and not r.winner().passed()
 
 
+def test_a_candidate_dropped_for_cost_comes_back_when_the_leader_fails_and_can_win():
+    r = race(n=2, seeds=3)
+    order = play(r, {"t1": [30, 30, 30], "t2": [10, 10, UNSOLVED + 0.5]}, fails={"t2": {2}})
+    assert ("t1", 2) in order  # dropped after two seeds as dearer, back once t2 failed
+    assert r.winner().trial_id == "t1" and r.winner().passed() and not r.lost()
+
+
+def test_a_lost_race_is_won_by_the_candidate_that_fell_least_short_not_the_cheapest():
+    # as a gru race of the default search went (2026-12-04): one setting passed two seeds and
+    # missed the third by 0.002, another passed two seeds cheaper and learned nothing at the
+    # third. Mean values mix costs with the unsolved mark and favour the second; the answer is
+    # the first.
+    r = race(n=2, seeds=3)
+    values = {"t1": [332, 553, UNSOLVED + 0.002], "t2": [89, 28, UNSOLVED + 1.0]}
+    play(r, values, fails={"t1": {2}, "t2": {2}})
+    assert r.lost() and r.winner().trial_id == "t1"
+
+
 def test_a_race_every_candidate_has_lost_hands_out_no_more_seeds():
     # every candidate fails its first seed, and no setting is left to enter: no seed can make
     # one pass any more, so the race ends there, its closest candidate the unverified answer
@@ -96,8 +117,9 @@ def test_run_figures_pass_only_at_every_length():
     result = {"exact_match_10": 1.0, "exact_match_100": 0.998, "solved_gflop": 3.0, "gflop": 3}
     f = run_figures(result, [10, 100], 0.999, "cost_to_solve", "min")
     assert not f["passed"] and f["value"] == pytest.approx(UNSOLVED + 0.002)
+    assert f["shortfall"] == pytest.approx(0.001)  # below the threshold, at its worst length
     g = run_figures({**result, "exact_match_100": 0.999}, [10, 100], 0.999, "cost_to_solve", "min")
-    assert g["passed"] and g["value"] == 3.0
+    assert g["passed"] and g["value"] == 3.0 and g["shortfall"] == 0.0
     h = run_figures(result, [10, 100], 0.99, "exact_match", "max")
     assert h["passed"] and h["value"] == pytest.approx(-0.999)
 
