@@ -557,9 +557,10 @@ def tables(reference, rows, anything, runs, cells, verified) -> str:
     for r in runs:
         t = Trials(r["events"])
         whole = [t.compute_at(math.inf, c) for c in cells]
-        spent.setdefault(r["method"], []).append(sum(w["gflop"] for w in whole))
+        gflop = sum(w["gflop"] for w in whole)
+        spent.setdefault(r["method"], []).append(gflop)
         secs.setdefault(r["method"], []).append(sum(w["trial_s"] for w in whole))
-        race.setdefault(r["method"], []).append(t.race_gflop() / max(spent[r["method"]][-1], 1e-9))
+        race.setdefault(r["method"], []).append(t.race_gflop() / gflop if gflop else 0.0)
         if r["method"] == "random":
             ends = [i for i in t.info.values() if "end" in i and not i["verify"]]
             started += len(ends)

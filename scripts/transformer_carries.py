@@ -14,7 +14,8 @@ first fresh seeds by default), then scored on fresh sums (seed 777001, ``adder e
   1000-digit sums), stopping when solved, up to that many steps;
 - ``plain``: 3000 steps, no criterion (``adder train``'s evaluation every 500 steps);
 - ``nines-0.2``, ``nines-0.5``: the same with that share of training digit pairs drawn to add
-  to 9 (``--nines``).
+  to 9 (``--nines``);
+- ``batch-256``, ``hidden-64``: ``plain`` with twice the sums per step, or twice the width.
 
 Results go to runs/transformer-carries/ (one JSON per run; a finished run is not trained again).
 """
@@ -43,6 +44,8 @@ RUNS: dict[str, dict[str, Any]] = {
     "plain": {"steps": 3000, "eval_every": 500},
     "nines-0.2": {"steps": 3000, "eval_every": 500, "nines": 0.2},
     "nines-0.5": {"steps": 3000, "eval_every": 500, "nines": 0.5},
+    "batch-256": {"steps": 3000, "eval_every": 500, "batch_size": 256},
+    "hidden-64": {"steps": 3000, "eval_every": 500, "hidden": 64},
 }
 
 
