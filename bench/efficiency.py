@@ -253,7 +253,7 @@ def optuna_worker(seed: str, folder: str, smoke: str, w: str) -> None:
             sampler=_tpe(space, cell, space.seed * 1000 + 10 * w + i),
             pruner=optuna.pruners.HyperbandPruner(
                 min_resource=ASHA_PEER["grace_steps"],
-                max_resource=b.max_steps,
+                max_resource=b.steps(cell),
                 reduction_factor=int(ASHA_PEER["reduction_factor"]),
             ),
         )
@@ -643,9 +643,14 @@ def main() -> None:
         verified = verify_answers(need, cache, oracle)
     reference, rows, anything, md = analyze(runs, list(space.cells), verified)
     b = space.budget
+    steps = (
+        b.max_steps
+        if isinstance(b.max_steps, int)
+        else ", ".join(f"{c} {n}" for c, n in b.max_steps.items())
+    )
     head = (
         f"`{Path(space.source).resolve().relative_to(ROOT)}`: {len(space.cells)} cells x "
-        f"{space.trials} trials, up to {b.max_steps} steps each, {len(seeds)} search seeds; "
+        f"{space.trials} trials, up to {steps} steps each, {len(seeds)} search seeds; "
         f"answers verified on {oracle['seeds']} fresh seeds x {oracle['n']} fresh sums of "
         f"{', '.join(map(str, oracle['digits']))} digits.\n\n"
     )

@@ -68,13 +68,13 @@ class PerCellScheduler(SnapshotOnEnd):
     def __init__(self, space: Space, clock: Clock | None = None):
         super().__init__(clock)
         b = space.budget
-        max_t = max_gflop(space) if b.rung_attr == "gflop" else b.max_steps
+        gflop = max_gflop(space) if b.rung_attr == "gflop" else 0.0
         self.asha = {
             cell: ASHAScheduler(
                 time_attr=b.rung_attr,
                 metric=space.metric,
                 mode=space.mode,
-                max_t=max(max_t, b.grace(cell)),
+                max_t=max(gflop or b.steps(cell), b.grace(cell)),
                 grace_period=b.grace(cell),
                 reduction_factor=b.reduction_factor,
             )

@@ -48,7 +48,9 @@ class Param:
 
 @dataclass(frozen=True)
 class Budget:
-    max_steps: int = 3000  # training steps of one trial at most
+    # training steps of one trial at most; a mapping {cell: steps} gives each cell its own (the
+    # transformer and the gru solve later, and on some seeds much later, than the rnn and lstm)
+    max_steps: int | dict[str, int] = 3000
     eval_every: int = 100
     # ASHA's first rung, in training steps or (grace_gflop) in training GFLOP: with GFLOP, rungs
     # are compute, so a narrow model gets more steps than a wide one before it is compared.
@@ -65,6 +67,11 @@ class Budget:
         """The reported metric ASHA's rungs are counted in."""
         return "gflop" if self.grace_gflop is not None else "step"
 
+    def steps(self, cell: str) -> int:
+        """The most training steps one trial of ``cell`` runs."""
+        m = self.max_steps
+        return m[cell] if isinstance(m, dict) else m
+
     def grace(self, cell: str) -> float:
         """ASHA's first rung for ``cell``'s trials, in ``rung_attr``."""
         g = self.grace_gflop if self.grace_gflop is not None else self.grace_steps
@@ -74,7 +81,7 @@ class Budget:
 
 
 BUDGET_TYPES = {
-    "max_steps": int,
+    "max_steps": (int, dict),  # a number, or one per cell
     "eval_every": int,
     "grace_steps": (int, dict),  # a number, or one per cell
     "grace_gflop": (float, dict),
@@ -149,7 +156,7 @@ class Space:
             **TrainConfig().to_dict(),
             **self.fixed,
             "cell": cell,
-            "steps": b.max_steps,
+            "steps": b.steps(cell),
             "eval_every": b.eval_every,
             "stop_when_solved": b.stop_when_solved,
         }
@@ -401,11 +408,9 @@ def _check_space(s: Space) -> None:
     if s.mode not in ("min", "max"):
         raise err("objective.mode", f"{s.mode!r} is invalid; expected min or max")
     b = s.budget
-    for key in ("max_steps", "eval_every"):
-        if getattr(b, key) < 1:
-            raise err(f"budget.{key}", f"{getattr(b, key)!r} is invalid; expected an integer >= 1")
-    if b.eval_every > b.max_steps:
-        raise err("budget.eval_every", f"{b.eval_every} > max_steps {b.max_steps}; expected <=")
+    if b.eval_every < 1:
+        raise err("budget.eval_every", f"{b.eval_every!r} is invalid; expected an integer >= 1")
+    _check_max_steps(s, err)
     if b.grace_steps is not None and b.grace_gflop is not None:
         raise err("budget.grace_gflop", "grace_steps is given too; expected one of the two")
     _check_grace(s, err)
@@ -634,6 +639,30 @@ def _train_field(key: Any, section: str, err) -> None:
         raise err(f"{section}.{key}", "is set by cells and budget; expected it there")
 
 
+def _check_max_steps(s: Space, err) -> None:
+    """Trial length: one number, or one per cell of the space (and no other cell), each at least
+    one evaluation long."""
+    m = s.budget.max_steps
+    for cell in m if isinstance(m, dict) else ():  # a cell --cells leaves out may keep its own
+        if cell not in CELLS:
+            raise err(
+                f"budget.max_steps.{cell}", f"is not a cell; expected one of {', '.join(CELLS)}"
+            )
+    for cell in s.cells:
+        if isinstance(m, dict) and cell not in m:
+            raise err(
+                "budget.max_steps", f"names no steps for {cell}; expected one for every cell"
+            )
+        v, where = (
+            s.budget.steps(cell),
+            "budget.max_steps" + (f".{cell}" if isinstance(m, dict) else ""),
+        )
+        if v < 1:
+            raise err(where, f"{v!r} is invalid; expected an integer >= 1")
+        if s.budget.eval_every > v:
+            raise err("budget.eval_every", f"{s.budget.eval_every} > max_steps {v}; expected <=")
+
+
 def _check_grace(s: Space, err) -> None:
     """ASHA's first rung: one number, or one per cell of the space (and no other cell)."""
     key = "grace_gflop" if s.budget.grace_gflop is not None else "grace_steps"
@@ -649,9 +678,9 @@ def _check_grace(s: Space, err) -> None:
             raise err(f"budget.{key}", f"names no grace for {cell}; expected one for every cell")
         v = s.budget.grace(cell)
         where = f"budget.{key}" + (f".{cell}" if per_cell else "")
-        if key == "grace_steps" and not 1 <= v <= s.budget.max_steps:
+        if key == "grace_steps" and not 1 <= v <= s.budget.steps(cell):
             raise err(where, f"{v!r} is invalid; expected an integer from 1 to max_steps "
-                      f"{s.budget.max_steps}")  # fmt: skip
+                      f"{s.budget.steps(cell)}")  # fmt: skip
         if key == "grace_gflop" and not (math.isfinite(v) and v > 0):
             raise err(where, f"{v!r} is invalid; expected a number > 0")
 

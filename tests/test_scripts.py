@@ -34,3 +34,38 @@ def test_carry_errors_names_the_run_of_nines_and_the_carry_each_wrong_digit_need
         {"sum": 1, "pos": 0, "pair": 6, "run_of_9": 0, "ended_by": None, "carry_in": 0,
          "wrote": 0, "want": 6},
     ]  # fmt: skip
+
+
+def test_fresh_seeds_passes_a_seed_only_at_both_lengths_and_refuses_a_bad_spec():
+    import subprocess
+    import sys
+
+    import pytest
+
+    fresh_seeds = load("fresh_seeds")
+    cfg = fresh_seeds.config("gru-seed:steps=6000,nines=0.2", 7)
+    assert (cfg.cell, cfg.layers, cfg.hidden, cfg.steps, cfg.nines, cfg.seed) == (
+        "gru",
+        2,
+        32,
+        6000,
+        0.2,
+        7,
+    )
+    assert (cfg.confirm_digits, cfg.confirm_exact, cfg.solve_patience) == (1000, 1.0, 4)
+    for bad in ("gru-x", "gru-seed:stepz=3", "gru-seed:steps=many"):
+        with pytest.raises(ValueError, match=bad.split(":")[-1].split("=")[-1]):
+            fresh_seeds.config(bad, 0)
+    runs = [
+        {"spec": "s", "seed": 1, "solved_step": 900, "exact_match": {"100": 1.0, "1000": 0.999}},
+        {"spec": "s", "seed": 2, "solved_step": None, "exact_match": {"100": 1.0, "1000": 0.998}},
+        {"spec": "s", "seed": 3, "solved_step": None, "exact_match": {"100": 0.998, "1000": 1.0}},
+    ]
+    row = fresh_seeds.table(runs, ["s"]).splitlines()[-1]
+    assert row == "| s | 1/3 | 900, -, - | 1.000, 1.000, 0.998 | 0.999, 0.998, 1.000 |"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fresh_seeds.py"), "gru-seed:hidden=wide"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "hidden = 'wide'" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -124,6 +124,16 @@ BAD = [
     ("budget: {grace_gflop: {rnn: 5, gru: fast}}\n", "budget.grace_gflop.gru"),
     ("budget: {max_steps: 100, grace_steps: {rnn: 5, gru: 500}}\n", "budget.grace_steps.gru"),
     ("budget: {max_steps: 100, grace_steps: 500}\n", "budget.grace_steps"),
+    # trial length per cell: the same rules
+    ("budget: {max_steps: {rnn: 100}}\n", "names no steps for gru"),
+    ("budget: {max_steps: {rnn: 100, gru: 100, cnn: 1}}\n", "budget.max_steps.cnn"),
+    ("budget: {max_steps: {rnn: 100, gru: 0}}\n", "budget.max_steps.gru"),
+    ("budget: {max_steps: {rnn: 100, gru: long}}\n", "budget.max_steps.gru"),
+    ("budget: {max_steps: {rnn: 100, gru: 5}, eval_every: 10}\n", "budget.eval_every"),
+    (
+        "budget: {max_steps: {rnn: 100, gru: 50}, grace_steps: 80, eval_every: 10}\n",
+        "budget.grace_steps",
+    ),
     ("fixed: {hidden: -4}\n", "fixed"),
     ("fixed: {widht: 4}\n", "fixed.widht"),
     ("fixed: {steps: 4}\n", "fixed.steps"),
@@ -204,6 +214,23 @@ def test_each_cell_may_have_its_own_first_rung():
     assert space.override(cells=("gru",)).budget.grace("gru") == 30.0
     doc["budget"] = {"max_steps": 100, "grace_steps": 20}
     assert parse_space(doc, "good.yaml").budget.grace("gru") == 20
+
+
+def test_each_cell_may_have_its_own_trial_length():
+    """max_steps per cell: each cell's trials are that long and its ASHA's last rung is there;
+    --max-steps N sets every cell's."""
+    import yaml
+
+    from search.schedulers import PerCellScheduler
+
+    doc = yaml.safe_load(GOOD)
+    doc["budget"] = {"max_steps": {"rnn": 100, "gru": 400}, "grace_steps": 20, "eval_every": 10}
+    space = parse_space(doc, "good.yaml")
+    assert [space.base_config(c)["steps"] for c in space.cells] == [100, 400]
+    asha = PerCellScheduler(space).asha
+    assert {c: a._max_t for c, a in asha.items()} == {"rnn": 100, "gru": 400}
+    assert space.override(max_steps=50).base_config("gru")["steps"] == 50
+    assert space.override(cells=("gru",)).base_config("gru")["steps"] == 400
 
 
 def test_override_is_checked_again():
