@@ -639,24 +639,24 @@ def _train_field(key: Any, section: str, err) -> None:
         raise err(f"{section}.{key}", "is set by cells and budget; expected it there")
 
 
-def _check_max_steps(s: Space, err) -> None:
-    """Trial length: one number, or one per cell of the space (and no other cell), each at least
-    one evaluation long."""
-    m = s.budget.max_steps
-    for cell in m if isinstance(m, dict) else ():  # a cell --cells leaves out may keep its own
+def _per_cell(s: Space, key: str, what: str, err) -> dict[str, str]:
+    """A budget value that is one number or one per cell: a mapping must name known cells only,
+    and every cell of the space (a cell --cells leaves out may keep its own). Returns where each
+    cell's value is, for messages."""
+    v = getattr(s.budget, key)
+    for cell in v if isinstance(v, dict) else ():
         if cell not in CELLS:
-            raise err(
-                f"budget.max_steps.{cell}", f"is not a cell; expected one of {', '.join(CELLS)}"
-            )
+            raise err(f"budget.{key}.{cell}", f"is not a cell; expected one of {', '.join(CELLS)}")
     for cell in s.cells:
-        if isinstance(m, dict) and cell not in m:
-            raise err(
-                "budget.max_steps", f"names no steps for {cell}; expected one for every cell"
-            )
-        v, where = (
-            s.budget.steps(cell),
-            "budget.max_steps" + (f".{cell}" if isinstance(m, dict) else ""),
-        )
+        if isinstance(v, dict) and cell not in v:
+            raise err(f"budget.{key}", f"names no {what} for {cell}; expected one for every cell")
+    return {c: f"budget.{key}" + (f".{c}" if isinstance(v, dict) else "") for c in s.cells}
+
+
+def _check_max_steps(s: Space, err) -> None:
+    """Trial length, one or per cell: each at least one evaluation long."""
+    for cell, where in _per_cell(s, "max_steps", "steps", err).items():
+        v = s.budget.steps(cell)
         if v < 1:
             raise err(where, f"{v!r} is invalid; expected an integer >= 1")
         if s.budget.eval_every > v:
@@ -664,20 +664,12 @@ def _check_max_steps(s: Space, err) -> None:
 
 
 def _check_grace(s: Space, err) -> None:
-    """ASHA's first rung: one number, or one per cell of the space (and no other cell)."""
+    """ASHA's first rung, one or per cell: within the trial's steps, or GFLOP > 0."""
     key = "grace_gflop" if s.budget.grace_gflop is not None else "grace_steps"
-    g = getattr(s.budget, key)
-    if g is None:
+    if getattr(s.budget, key) is None:
         return
-    per_cell = g if isinstance(g, dict) else {}
-    for cell in per_cell:  # a cell --cells leaves out may keep its grace
-        if cell not in CELLS:
-            raise err(f"budget.{key}.{cell}", f"is not a cell; expected one of {', '.join(CELLS)}")
-    for cell in s.cells:
-        if isinstance(g, dict) and cell not in g:
-            raise err(f"budget.{key}", f"names no grace for {cell}; expected one for every cell")
+    for cell, where in _per_cell(s, key, "grace", err).items():
         v = s.budget.grace(cell)
-        where = f"budget.{key}" + (f".{cell}" if per_cell else "")
         if key == "grace_steps" and not 1 <= v <= s.budget.steps(cell):
             raise err(where, f"{v!r} is invalid; expected an integer from 1 to max_steps "
                       f"{s.budget.steps(cell)}")  # fmt: skip
