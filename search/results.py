@@ -216,6 +216,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _seed_cost(run: dict[str, Any]) -> str:
+    """A race run's cost: GFLOP to its solve; * when it passed on fresh sums without meeting the
+    criterion (its cost is then every step it ran); - when it failed."""
+    g = run["gflop_to_solve"]
+    return "-" if g is None else _fmt(g) + ("*" if run.get("solved_step") is None else "")
+
+
 def verify_lines(board: dict[str, Any]) -> list[str]:
     """The verification in markdown: per cell and length the spread over fresh seeds, the cost
     to solve per seed, what racing dropped, and where it reordered the search's ranking."""
@@ -235,14 +242,16 @@ def verify_lines(board: dict[str, Any]) -> list[str]:
         ),
         "",
         "| cell | candidate (search rank) | seeds | digits | mean exact-match | min | seeds "
-        "passed | GFLOP to solve per seed | dropped |",
+        "passed | GFLOP to solve per seed (* passed unsolved: all its steps) | dropped |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, b in board["cells"].items():
         for c in b.get("candidates", []):
             chosen = c["trial_id"] == b["trial_id"]
             who = f"{'**' if chosen else ''}{c['trial_id']} (#{c['rank']}){'**' if chosen else ''}"
-            costs = ", ".join(_fmt(g) for g in c["gflop_to_solve"]) or "-"
+            runs = c.get("runs") or [{"gflop_to_solve": g, "solved_step": 0} for g in
+                                     c["gflop_to_solve"]]  # fmt: skip
+            costs = ", ".join(map(_seed_cost, runs)) or "-"
             dropped = c["dropped"] or "-"
             for d, s in c["digits"].items():
                 lines.append(

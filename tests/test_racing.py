@@ -124,6 +124,27 @@ def test_run_figures_pass_only_at_every_length():
     assert h["passed"] and h["value"] == pytest.approx(-0.999)
 
 
+def test_leaderboard_marks_a_seed_that_passed_without_meeting_the_criterion():
+    """Its cost is every step it ran, not a solve: the leaderboard says so (*)."""
+    from search.results import verify_lines
+
+    at = {"exact_match_10": 1.0, "gflop": 30.0}
+    runs = [
+        run_figures(
+            {**at, "solved_gflop": 12.5, "solved_step": 500}, [10], 0.999, "cost_to_solve", "min"
+        ),
+        run_figures(at, [10], 0.999, "cost_to_solve", "min"),  # passed, not solved
+        run_figures({**at, "exact_match_10": 0.5}, [10], 0.999, "cost_to_solve", "min"),
+    ]
+    cand = {"trial_id": "t1", "rank": 1, "seeds": [1, 2, 3], "dropped": "", "runs": runs,
+            "gflop_to_solve": [r["gflop_to_solve"] for r in runs],
+            "digits": {"10": {"mean": 0.83, "min": 0.5, "solved": 2, "n": 3}}}  # fmt: skip
+    board = {"verify": {"top": 1, "seeds": 3, "n": 10, "digits": [10], "threshold": 0.999},
+             "cells": {"rnn": {"trial_id": "t1", "candidates": [cand]}}}  # fmt: skip
+    (row,) = [line for line in verify_lines(board) if line.startswith("| rnn |")]
+    assert "| 12.5, 30*, - |" in row, row
+
+
 def test_when_every_racer_fails_the_next_ranked_setting_enters_and_can_win():
     reserve = [Candidate("t3", {}, 3), Candidate("t4", {}, 4)]
     r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=reserve)
