@@ -65,26 +65,34 @@ def config(spec: str, seed: int):
         raise ValueError(str(e)) from None
 
 
-def run(job: tuple[str, int]) -> dict[str, Any]:
-    spec, seed = job
-    path = OUT / f"{spec.replace(':', '_').replace(',', '_').replace('=', '-')}-s{seed}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+def train_to_stop(cfg) -> tuple[dict[str, Any], dict[str, Any], Any, float]:
+    """``adder.train.train`` on the CPU with one thread, as ``adder train`` runs it: its summary,
+    its last checkpoint, the model it stopped at, and the seconds it took."""
     import torch
 
-    from adder.config import VERIFY_SEED
-    from adder.data import held_out
     from adder.models import Adder
-    from adder.train import evaluate, train
+    from adder.train import train
 
     torch.set_num_threads(1)
-    cfg = config(spec, seed)
     state: dict[str, Any] = {}
     t0 = time.perf_counter()
     summary = train(cfg, report=lambda m, checkpoint: state.update(checkpoint()))
     seconds = time.perf_counter() - t0
     model = Adder(cfg.model_config())
     model.load_state_dict(state["model"])
+    return summary, state, model, seconds
+
+
+def run(job: tuple[str, int]) -> dict[str, Any]:
+    spec, seed = job
+    path = OUT / f"{spec.replace(':', '_').replace(',', '_').replace('=', '-')}-s{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from adder.config import VERIFY_SEED
+    from adder.data import held_out
+    from adder.train import evaluate
+
+    summary, _, model, seconds = train_to_stop(config(spec, seed))
     scores = {str(d): evaluate(model, held_out(1000, d, seed=VERIFY_SEED + 1))["exact_match"]
               for d in DIGITS}  # fmt: skip
     result = {"spec": spec, "seed": seed, "steps": summary["steps"],

@@ -26,7 +26,6 @@ import argparse
 import json
 import multiprocessing as mp
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,22 +53,14 @@ def run(job: tuple[str, int]) -> dict[str, Any]:
     path = OUT / f"{name}-s{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    import torch
+    from fresh_seeds import train_to_stop  # scripts/, this script's folder
 
     from adder.config import VERIFY_SEED, TrainConfig
     from adder.data import held_out
-    from adder.models import Adder
-    from adder.train import evaluate, save_checkpoint, train
+    from adder.train import evaluate, save_checkpoint
 
-    torch.set_num_threads(1)
     cfg = TrainConfig(**{**SETTING, **RUNS[name], "seed": seed})
-    state: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    summary = train(cfg, report=lambda m, checkpoint: state.update(checkpoint()))
-    seconds = time.perf_counter() - t0
-    model = Adder(cfg.model_config())
-    model.load_state_dict(state["model"])
-    model.eval()
+    summary, state, model, seconds = train_to_stop(cfg)
     scores = {str(d): evaluate(model, held_out(1000, d, seed=VERIFY_SEED + 1))["exact_match"]
               for d in (100, 1000)}  # fmt: skip
     scores["1000 (2000 sums, seed 777002)"] = evaluate(
