@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -267,7 +268,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    """A head and a worker node on loopback, each with its own raylet, one CPU each."""
+    """A head and a worker node on loopback, each with its own raylet, one CPU each.
+
+    Its own Ray temp folder, with the cluster's address in it: a job's driver is given the
+    address of the cluster last started under its temp folder (``ray_current_cluster``), and
+    under the shared /tmp/ray that may be another test worker's cluster, whose session (and
+    Tune's per-second staging folders in it) the job would then share.
+    """
+    import tempfile
+
+    import ray._private.utils
+
+    # short: Ray's socket paths live under it
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     # for this module's tests only: a later one (of this worker) must not find them set
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -279,6 +292,7 @@ def two_nodes():
             initialize_head=True,
             head_node_args={
                 "num_cpus": 1,
+                "temp_dir": temp_dir,
                 "include_dashboard": True,
                 "dashboard_host": "127.0.0.1",
                 "dashboard_port": port,
@@ -286,10 +300,20 @@ def two_nodes():
                 "dashboard_agent_listen_port": _free_port(),
             },
         )
+        ray._private.utils.write_ray_address(cluster.gcs_address, temp_dir)
         cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())
         cluster.wait_for_nodes()
         yield cluster, f"http://127.0.0.1:{port}"
         cluster.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _nodes_used(folder: Path) -> set[str]:
+    """The Ray nodes that the trials in ``folder``'s experiment reported from."""
+    nodes = set()
+    for result in (folder / "tune").glob("*/result.json"):
+        nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines()}
+    return nodes
 
 
 def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):
@@ -308,14 +332,15 @@ def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):
         "disabled",
     )
     assert p.returncode == 0, p.stderr[-3000:]
-    nodes = set()
-    for result in (tmp_path / "smoke" / "tune").glob("*/result.json"):
-        nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines()}
-    assert len(nodes) == 2, nodes
+    assert _nodes_used(tmp_path / "smoke") == _node_ids(cluster)
+
+
+def _node_ids(cluster) -> set[str]:
+    return {n.node_id for n in cluster.list_all_nodes()}
 
 
 def test_ray_job_submit_runs_the_search(tmp_path, two_nodes):
-    _, dashboard = two_nodes
+    cluster, dashboard = two_nodes
     cmd = [
         sys.executable,
         "-m",
@@ -347,6 +372,7 @@ def test_ray_job_submit_runs_the_search(tmp_path, two_nodes):
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     board = json.loads((tmp_path / "smoke" / "leaderboard.json").read_text())
     assert set(board["cells"]) == {"rnn"} and board["trials"]["total"] == 2
+    assert _nodes_used(tmp_path / "smoke") <= _node_ids(cluster)  # on this cluster, no other
 
 
 def test_cluster_yaml_passes_rays_schema():
