@@ -185,6 +185,28 @@ points_to_evaluate:
 """
 
 
+def _saved_ends(experiment: Path) -> set[str]:
+    """The trials that Tune's newest saved experiment state records as ended."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except (json.JSONDecodeError, OSError):  # being written
+        return set()
+    return {t["trial_id"] for t in map(json.loads, (s for s, _ in trials))
+            if t["status"] == "TERMINATED"}  # fmt: skip
+
+
+def _wait_for_group_gone(pgid: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"processes of group {pgid} still running"
+        time.sleep(0.2)
+
+
 def test_resume_after_driver_killed(tmp_path):
     space = write_space(tmp_path, RESUMABLE)
     log = open(tmp_path / "first.err", "w")  # noqa: SIM115  (outlives the kill below)
@@ -215,11 +237,14 @@ def test_resume_after_driver_killed(tmp_path):
             break
         time.sleep(0.5)
     assert driver.poll() is None and len(ended) >= 2, "the search ended before it could be killed"
-    time.sleep(1.5)  # a trial's end is saved in the step that prints it (tens of ms), then synced
+    # killed once the saved experiment state (what --resume reads) holds those trials' ends
+    while driver.poll() is None and not set(ended) <= _saved_ends(folder / "tune"):
+        assert time.monotonic() < deadline, "the ended trials were never saved"
+        time.sleep(0.2)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     log.close()
-    time.sleep(2)
+    _wait_for_group_gone(driver.pid)  # the driver's Ray (its own session), which dies with it
     ended = [
         line.split()[2]
         for line in (tmp_path / "first.err").read_text().splitlines()
