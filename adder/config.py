@@ -113,6 +113,8 @@ class TrainConfig:
     """Problems in the confirmation set (scored only when the test set has been passed)."""
     confirm_exact: float = SOLVED
     """Exact-match the confirmation set must reach (1.0: every sum right)."""
+    confirm_patience: int = 1
+    """Consecutive evaluations at which the confirmation set must pass (the test set too)."""
     diverge_loss: float = 10.0
     """A held-out loss above this (chance is ln 10 = 2.3) or a non-finite loss means diverged."""
     seed: int = 0
@@ -201,7 +203,7 @@ def _check(c: TrainConfig) -> None:
     need(c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
     need(c.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)} or auto")
     names = ("layers", "hidden", "heads", "ff_mult", "batch_size", "steps", "eval_every")
-    for name in (*names, "solve_patience", "confirm_size"):
+    for name in (*names, "solve_patience", "confirm_size", "confirm_patience"):
         need(getattr(c, name) >= 1, name, "an integer >= 1")
     need(c.eval_size >= 1, "eval_size", "an integer >= 1")
     for name in ("train_digits", "test_digits"):

@@ -196,11 +196,13 @@ def train(
     params = count_params(model)
     gflop_per_step = train_flops(cfg.model_config(), cfg.train_digits + 1) * cfg.batch_size / 1e9
     step, solved_step, streak, misses = 0, None, 0, 0  # misses: failed confirmations
+    confirms = 0  # confirmations passed at the evaluations in a row just before
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
         step, solved_step = resume["step"], resume["solved_step"]
         # absent from checkpoints made before they existed
         streak, misses = resume.get("solve_streak", 0), resume.get("confirm_misses", 0)
+        confirms = resume.get("confirm_streak", 0)
 
     def checkpoint() -> dict[str, Any]:
         # a snapshot, not a view: training goes on after it is taken
@@ -212,6 +214,7 @@ def train(
                 "solved_step": solved_step,
                 "solve_streak": streak,
                 "confirm_misses": misses,
+                "confirm_streak": confirms,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
@@ -249,11 +252,13 @@ def train(
         elapsed = time.perf_counter() - t0
         t, i = score(model, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
         streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
+        confirms = confirms if streak else 0
         confirmed = None
         if solved_step is None and streak >= cfg.solve_patience << min(misses, CONFIRM_BACKOFF):
             # solved: the test set passed solve_patience evaluations in a row, and the longer
-            # confirmation set (if any) passes too. It is scored only then, and a failure
-            # starts the count again, twice as long (CONFIRM_BACKOFF)
+            # confirmation set (if any) passes too, at confirm_patience evaluations in a row.
+            # It is scored only then, and a failure starts the count again, twice as long
+            # (CONFIRM_BACKOFF)
             if cfg.confirm_digits:
                 if confirm is None:
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
@@ -261,9 +266,11 @@ def train(
                 limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
                 confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
             if confirmed is None or confirmed >= cfg.confirm_exact:
-                solved_step = step
+                confirms += 1
+                if confirms >= cfg.confirm_patience:
+                    solved_step = step
             else:
-                streak, misses = 0, misses + 1
+                streak, misses, confirms = 0, misses + 1, 0
         diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
         summary = {
             "step": step,

@@ -414,6 +414,21 @@ def test_confirm_exact_asks_for_every_longer_sum_right():
     assert all(c < 1.0 for c in confirms[:-1])
 
 
+def test_confirm_patience_asks_for_passes_at_consecutive_evaluations():
+    cfg = TrainConfig(**SOLVES, confirm_digits=40, confirm_size=200, solve_exact=1.0)
+    once, _, _ = run(cfg)
+    twice, reports, states = run(dataclasses.replace(cfg, confirm_patience=2))
+    assert twice["solved_step"] == reports[-1]["step"] > once["solved_step"]
+    confirms = [(m["step"], m.get("confirm_exact_match")) for m in reports]
+    passed = [c is not None and c >= SOLVED for _, c in confirms]
+    assert passed[-2:] == [True, True]  # the solving evaluation and the one before it
+    assert not any(passed[i] and passed[i + 1] for i in range(len(passed) - 2))  # none earlier
+    # a run resumed between the two passes solves where it did
+    at = reports[-2]["step"]
+    _, rest, _ = run(dataclasses.replace(cfg, confirm_patience=2), resume=states[at])
+    assert [without_timing(m) for m in rest] == [without_timing(reports[-1])]
+
+
 def confirmation_waits(reports: list[dict]) -> list[int]:
     """For each confirmation, the passes of the test set in a row that led to it."""
     waits, passes = [], 0
