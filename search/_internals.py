@@ -6,6 +6,7 @@ When an upgrade of Ray or Optuna moves one of them, this is the file to fix; tes
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -46,3 +47,30 @@ def fail_running(study: Any) -> Any:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     return storage
+
+
+def own_staging_folder() -> None:
+    """Give this driver's Tune experiments a staging folder no other driver shares.
+
+    Tune stages an experiment's state on the driver under
+    ``<Ray session>/artifacts/<second it started>/<experiment name>/driver_artifacts`` and copies
+    that whole folder to the results. Every search's experiment is named ``tune``, so two
+    searches that join one cluster and start in the same second would share it, and each would
+    copy the other's state into its own results (seen in CI: a job's leaderboard read another
+    search's trials). The second (``StorageContext._timestamp``, set once on the driver and
+    copied to every trial, kept across --resume) gets this process's id and a random suffix.
+    """
+    import uuid
+
+    from ray.train._internal.storage import StorageContext
+
+    init = StorageContext.__init__
+    if getattr(init, "own_staging", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._timestamp = f"{self._timestamp}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    __init__.own_staging = True
+    StorageContext.__init__ = __init__

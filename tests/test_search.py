@@ -400,6 +400,23 @@ def test_ray_job_submit_runs_the_search(tmp_path, two_nodes):
     assert _nodes_used(tmp_path / "smoke") <= _node_ids(cluster)  # on this cluster, no other
 
 
+def test_experiments_started_in_one_second_are_staged_apart(tmp_path):
+    """Tune stages an experiment's state under <Ray session>/artifacts/<second>/<name>, and every
+    search's experiment is named tune: two drivers joining one cluster in the same second shared
+    that folder, each copying the other's state into its results. Each now has its own."""
+    from ray.train._internal.storage import StorageContext
+
+    from search._internals import own_staging_folder
+
+    own_staging_folder()
+    own_staging_folder()  # once is enough: a second call wraps nothing more
+    a, b = (
+        StorageContext(storage_path=str(tmp_path / d), experiment_dir_name="tune") for d in "ab"
+    )
+    assert a._timestamp != b._timestamp
+    assert a._timestamp.count("_") == b._timestamp.count("_") == 3  # date_time_pid_random
+
+
 def test_cluster_yaml_passes_rays_schema():
     import yaml
     from ray.autoscaler._private.util import prepare_config, validate_config
