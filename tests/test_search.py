@@ -341,6 +341,10 @@ def _nodes_used(folder: Path) -> set[str]:
     return nodes
 
 
+def _node_ids(cluster) -> set[str]:
+    return {n.node_id for n in cluster.list_all_nodes()}
+
+
 def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):
     cluster, _ = two_nodes
     p = search(
@@ -358,10 +362,6 @@ def test_search_on_two_node_cluster_uses_both_nodes(tmp_path, two_nodes):
     )
     assert p.returncode == 0, p.stderr[-3000:]
     assert _nodes_used(tmp_path / "smoke") == _node_ids(cluster)
-
-
-def _node_ids(cluster) -> set[str]:
-    return {n.node_id for n in cluster.list_all_nodes()}
 
 
 def test_ray_job_submit_runs_the_search(tmp_path, two_nodes):
