@@ -87,6 +87,8 @@ class TrainConfig:
     """Fraction of lr that cosine and exp reach at the last step."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value; 0 turns clipping off."""
+    ema: float = 0.0
+    """Decay of a moving average of the weights, which is evaluated and kept; 0: the weights."""
     batch_size: int = 128
     """Problems per training step."""
     steps: int = 2000
@@ -218,6 +220,7 @@ def _check(c: TrainConfig) -> None:
     need(math.isfinite(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
     need(0.0 < c.lr_min_ratio <= 1.0, "lr_min_ratio", "a number in (0, 1]")
     need(math.isfinite(c.grad_clip) and c.grad_clip >= 0, "grad_clip", "a number >= 0")
+    need(0.0 <= c.ema < 1.0, "ema", "a number in [0, 1) (0: no average)")
     need(c.diverge_loss > 0, "diverge_loss", "a number > 0")
     need(0 <= c.seed < 2**63, "seed", "an integer in [0, 2^63)")
     if c.cell == "transformer":

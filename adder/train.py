@@ -92,6 +92,21 @@ def _exp(cfg: TrainConfig) -> Callable[[int], float]:
 SCHEDULES = {"constant": _constant, "cosine": _cosine, "exp": _exp}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (``TrainConfig.ema``), the model that
+    is evaluated and kept. After step t it moves toward the weights by 1 - min(decay, 1 - 1/(t+1)):
+    the plain mean of every step's weights until its window (about 1/(1 - decay) steps) fills."""
+
+    def __init__(self, model: Adder, decay: float):
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+        self._weights, self._average = list(model.parameters()), list(self.model.parameters())
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        torch._foreach_lerp_(self._average, self._weights, 1 - min(self.decay, 1 - 1 / (step + 1)))
+
+
 def evaluate(model: Adder, batch: Batch) -> dict[str, float]:
     """Loss, digit accuracy and exact-match (every digit of the sum right) on ``batch``."""
     return _evaluate(model, batch)[0]
@@ -189,6 +204,8 @@ def train(
     """
     device = resolve_device(cfg.device)
     model, opt, sched = build(cfg, device)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    net = average.model if average else model  # what is evaluated, reported and kept
     gen = make_generator(cfg.seed, device)
     test = held_out(cfg.eval_size, cfg.test_digits, device)
     iid = held_out(cfg.eval_size, cfg.train_digits, device)
@@ -199,6 +216,8 @@ def train(
     confirms = 0  # confirmations passed at the evaluations in a row just before
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
+        if average:  # the average as saved (a checkpoint made without one: the weights)
+            _load_weights(net, resume, "checkpoint")
         step, solved_step = resume["step"], resume["solved_step"]
         # absent from checkpoints made before they existed
         streak, misses = resume.get("solve_streak", 0), resume.get("confirm_misses", 0)
@@ -215,7 +234,8 @@ def train(
                 "solve_streak": streak,
                 "confirm_misses": misses,
                 "confirm_streak": confirms,
-                "model": model.state_dict(),
+                "model": net.state_dict(),
+                **({"weights": model.state_dict()} if average else {}),
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
                 "generator": gen.get_state(),
@@ -233,7 +253,7 @@ def train(
         loss_val = train_step(model, opt, sched, batch, grad_clip=cfg.grad_clip)
         del batch  # nothing of this step may live on into the next one's forward
         if not math.isfinite(loss_val):  # no update was made: the weights stay as they were
-            t = evaluate(model, test)
+            t = evaluate(net, test)
             summary = {
                 "step": step,
                 "train_loss": loss_val,
@@ -244,13 +264,15 @@ def train(
             }
             break
         step += 1
+        if average:
+            average.update(step)
         loss_sum, loss_n = loss_sum + loss_val, loss_n + 1
 
         # evaluate on both held-out sets, report, and stop when told to or when diverged
         if step % cfg.eval_every and step != cfg.steps:
             continue
         elapsed = time.perf_counter() - t0
-        t, i = score(model, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
+        t, i = score(net, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
         streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
         confirms = confirms if streak else 0
         confirmed = None
@@ -264,7 +286,7 @@ def train(
                     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
                 # scored until it cannot pass: a model far off costs a chunk, not the whole set
                 limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
-                confirmed = _evaluate(model, confirm, limit)[0]["exact_match"]
+                confirmed = _evaluate(net, confirm, limit)[0]["exact_match"]
             if confirmed is None or confirmed >= cfg.confirm_exact:
                 confirms += 1
                 if confirms >= cfg.confirm_patience:
@@ -390,7 +412,9 @@ def _restore(state, cfg, model, opt, sched, gen) -> None:
                 f"checkpoint has {key} = {getattr(saved, key)!r} but the run asks for "
                 f"{value!r}; expected the same model shape"
             )
-    _load_weights(model, state, "checkpoint")
+    # with ema, "model" holds the average (what the run evaluates and keeps), "weights" the
+    # weights it trains
+    _load_weights(model, {"model": state.get("weights", state["model"])}, "checkpoint")
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["schedule"])
     gen.set_state(state["generator"].to("cpu"))

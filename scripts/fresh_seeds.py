@@ -5,9 +5,10 @@ Usage: python scripts/fresh_seeds.py SPEC [SPEC ...] [--seeds 20000,...,20004] [
 
 SPEC is NAME[:key=value,...]: a setting below with TrainConfig fields changed, e.g.
 ``gru-seed:steps=6000`` or ``transformer-tuned:nines=0.2,layers=4``. Each run is
-``adder.train.train`` on the CPU with one thread under the default space's criterion (an
-evaluation every 50 steps; every one of 1000 held-out 100-digit sums right 4 times in a row, then
-every one of 1000 1000-digit sums), stopping when solved, up to ``steps`` (3000 unless changed);
+``adder.train.train`` with one CPU thread (on the CPU unless the SPEC sets ``device``) under
+the default space's criterion (an evaluation every 50 steps; every one of 1000 held-out 100-digit
+sums right 4 times in a row, then every one of 1000 1000-digit sums), stopping when solved, up to
+``steps`` (3000 unless changed);
 the model it stops at is then scored on 1000 fresh sums of 100 and of 1000 digits (seed 777001:
 the race's and ``adder verify``'s sums are drawn the same way, ``adder eval CKPT --digits D --n
 1000 --seed 777001``). A seed passes at exact-match >= 0.999 at both lengths, as in the race.
@@ -66,19 +67,19 @@ def config(spec: str, seed: int):
 
 
 def train_to_stop(cfg) -> tuple[dict[str, Any], dict[str, Any], Any, float]:
-    """``adder.train.train`` on the CPU with one thread, as ``adder train`` runs it: its summary,
-    its last checkpoint, the model it stopped at, and the seconds it took."""
+    """``adder.train.train`` with one CPU thread, as ``adder train`` runs it: its summary, its
+    last checkpoint, the model it stopped at (on the run's device), and the seconds it took."""
     import torch
 
     from adder.models import Adder
-    from adder.train import train
+    from adder.train import resolve_device, train
 
     torch.set_num_threads(1)
     state: dict[str, Any] = {}
     t0 = time.perf_counter()
     summary = train(cfg, report=lambda m, checkpoint: state.update(checkpoint()))
     seconds = time.perf_counter() - t0
-    model = Adder(cfg.model_config())
+    model = Adder(cfg.model_config()).to(resolve_device(cfg.device))
     model.load_state_dict(state["model"])
     return summary, state, model, seconds
 
@@ -93,7 +94,8 @@ def run(job: tuple[str, int]) -> dict[str, Any]:
     from adder.train import evaluate
 
     summary, _, model, seconds = train_to_stop(config(spec, seed))
-    scores = {str(d): evaluate(model, held_out(1000, d, seed=VERIFY_SEED + 1))["exact_match"]
+    device = next(model.parameters()).device
+    scores = {str(d): evaluate(model, held_out(1000, d, device, VERIFY_SEED + 1))["exact_match"]
               for d in DIGITS}  # fmt: skip
     result = {"spec": spec, "seed": seed, "steps": summary["steps"],
               "solved_step": summary["solved_step"], "train_seconds": seconds,

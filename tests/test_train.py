@@ -18,10 +18,13 @@ import torch
 
 import adder.train
 from adder.config import CELLS, SOLVED, TrainConfig, field_docs
+from adder.data import held_out
 from adder.errors import UserError
-from adder.models import count_params
+from adder.models import Adder, count_params
 from adder.train import (
     CHECKPOINT_FORMAT,
+    build,
+    evaluate,
     load_checkpoint,
     load_model,
     resolve_device,
@@ -127,6 +130,8 @@ def assert_same_tensors(x: dict, y: dict) -> None:
         (dict(lr_min_ratio=0.0), "lr_min_ratio"),
         (dict(weight_decay=-1.0), "weight_decay"),
         (dict(grad_clip=-1.0), "grad_clip"),
+        (dict(ema=1.0), "ema"),
+        (dict(ema=-0.1), "ema"),
         (dict(batch_size=0), "batch_size"),
         (dict(steps=0), "steps"),
         (dict(eval_every=0), "eval_every"),
@@ -563,9 +568,10 @@ ADAMW = dict(optimizer="adamw", schedule="exp", weight_decay=0.01)
 
 @pytest.mark.parametrize(
     "cell,extra",
-    [(cell, ADAM) for cell in CELLS] + [("gru", SGD), ("gru", ADAMW), ("transformer", ADAMW)],
+    [(cell, ADAM) for cell in CELLS]
+    + [("gru", SGD), ("gru", ADAMW), ("transformer", ADAMW), ("transformer", {"ema": 0.9})],
     ids=[f"{cell}-adam-constant" for cell in CELLS]
-    + ["gru-sgd-cosine-clip", "gru-adamw-exp", "transformer-adamw-exp"],
+    + ["gru-sgd-cosine-clip", "gru-adamw-exp", "transformer-adamw-exp", "transformer-ema"],
 )
 def test_resume_is_exact(tmp_path, cell, extra):
     # dropout > 0 between two layers: the global RNG state is part of what must be restored
@@ -589,8 +595,31 @@ def test_resume_is_exact(tmp_path, cell, extra):
     ]
     assert without_timing(summary) == without_timing(full_summary)
     assert_same_tensors(states[40]["model"], full_states[40]["model"])
+    if cfg.ema:  # the average and the weights it follows, each resumed
+        assert_same_tensors(states[40]["weights"], full_states[40]["weights"])
     assert torch.equal(states[40]["generator"], full_states[40]["generator"])
     assert torch.equal(states[40]["torch_rng"], full_states[40]["torch_rng"])
+
+
+def test_ema_is_the_model_evaluated_and_kept_and_leaves_the_training_alone():
+    # the run without an average, reporting every step, gives every step's weights
+    cfg = small(cell="transformer", steps=12, eval_every=1, eval_size=50)
+    _, _, plain = run(cfg)
+    decay = 0.8
+    average = build(cfg, torch.device("cpu"))[0].state_dict()  # the initial weights
+    for step in range(1, 13):
+        w = 1 - min(decay, 1 - 1 / (step + 1))
+        average = {k: v.lerp(plain[step]["model"][k], w) for k, v in average.items()}
+
+    summary, reports, states = run(dataclasses.replace(cfg, ema=decay))
+    assert_same_tensors(states[12]["weights"], plain[12]["model"])  # trained as without it
+    for k, v in average.items():
+        assert torch.allclose(states[12]["model"][k], v, atol=1e-6), k
+    model = Adder(cfg.model_config())
+    model.load_state_dict(states[12]["model"])  # what is reported is the average's
+    t = evaluate(model, held_out(cfg.eval_size, cfg.test_digits))
+    assert reports[-1]["val_loss"] == pytest.approx(t["loss"])
+    assert reports[-1]["exact_match"] == t["exact_match"]
 
 
 def test_checkpoint_state_is_a_snapshot_not_a_live_view():
