@@ -93,13 +93,18 @@ SCHEDULES = {"constant": _constant, "cosine": _cosine, "exp": _exp}
 
 
 class WeightAverage:
-    """An exponential moving average of a model's weights (``TrainConfig.ema``), the model that
-    is evaluated and kept. After step t it moves toward the weights by 1 - min(decay, 1 - 1/(t+1)):
-    the plain mean of every step's weights until its window (about 1/(1 - decay) steps) fills."""
+    """An exponential moving average of a model's weights (``TrainConfig.ema``). After step t it
+    moves toward the weights by 1 - min(decay, 1 - 1/(t+1)): the plain mean of every step's
+    weights until its window (``window`` = 1/(1 - decay) steps) fills.
+
+    From then on it is the model that is evaluated and kept; before, the weights are. The mean
+    of the first steps still holds the initial weights and lags far behind: scored, it would look
+    worse than the same run without it, and ASHA would stop it at an early rung for that."""
 
     def __init__(self, model: Adder, decay: float):
         self.model = copy.deepcopy(model).requires_grad_(False)
         self.decay = decay
+        self.window = round(1 / (1 - decay))
         self._weights, self._average = list(model.parameters()), list(self.model.parameters())
 
     @torch.no_grad()
@@ -205,7 +210,6 @@ def train(
     device = resolve_device(cfg.device)
     model, opt, sched = build(cfg, device)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
-    net = average.model if average else model  # what is evaluated, reported and kept
     gen = make_generator(cfg.seed, device)
     test = held_out(cfg.eval_size, cfg.test_digits, device)
     iid = held_out(cfg.eval_size, cfg.train_digits, device)
@@ -217,11 +221,16 @@ def train(
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
         if average:  # the average as saved (a checkpoint made without one: the weights)
-            _load_weights(net, resume, "checkpoint")
+            _load_weights(
+                average.model, {"model": resume.get("average", resume["model"])}, "checkpoint"
+            )
         step, solved_step = resume["step"], resume["solved_step"]
         # absent from checkpoints made before they existed
         streak, misses = resume.get("solve_streak", 0), resume.get("confirm_misses", 0)
         confirms = resume.get("confirm_streak", 0)
+
+    def evaluated() -> Adder:  # what is evaluated, reported and kept
+        return average.model if average and step >= average.window else model
 
     def checkpoint() -> dict[str, Any]:
         # a snapshot, not a view: training goes on after it is taken
@@ -234,8 +243,12 @@ def train(
                 "solve_streak": streak,
                 "confirm_misses": misses,
                 "confirm_streak": confirms,
-                "model": net.state_dict(),
-                **({"weights": model.state_dict()} if average else {}),
+                "model": evaluated().state_dict(),
+                **(
+                    {"weights": model.state_dict(), "average": average.model.state_dict()}
+                    if average
+                    else {}
+                ),
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
                 "generator": gen.get_state(),
@@ -253,7 +266,7 @@ def train(
         loss_val = train_step(model, opt, sched, batch, grad_clip=cfg.grad_clip)
         del batch  # nothing of this step may live on into the next one's forward
         if not math.isfinite(loss_val):  # no update was made: the weights stay as they were
-            t = evaluate(net, test)
+            t = evaluate(evaluated(), test)
             summary = {
                 "step": step,
                 "train_loss": loss_val,
@@ -272,6 +285,7 @@ def train(
         if step % cfg.eval_every and step != cfg.steps:
             continue
         elapsed = time.perf_counter() - t0
+        net = evaluated()
         t, i = score(net, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
         streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
         confirms = confirms if streak else 0
@@ -412,8 +426,8 @@ def _restore(state, cfg, model, opt, sched, gen) -> None:
                 f"checkpoint has {key} = {getattr(saved, key)!r} but the run asks for "
                 f"{value!r}; expected the same model shape"
             )
-    # with ema, "model" holds the average (what the run evaluates and keeps), "weights" the
-    # weights it trains
+    # with ema, "model" holds what the run evaluates and keeps, "weights" the weights it trains
+    # and "average" their average
     _load_weights(model, {"model": state.get("weights", state["model"])}, "checkpoint")
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["schedule"])

@@ -7,15 +7,16 @@ Usage: python scripts/stop_rules.py SPEC [--seeds 50000-50031] [--jobs 4] [--dev
 SPEC as in scripts/fresh_seeds.py (e.g. ``transformer-tuned:nines=0.2,heads=2``). Each seed
 trains the whole schedule (``steps``) with adder.train's pieces, never stopping, and keeps beside
 the weights two exponential moving averages of them (decay 0.99 and 0.998, warmed up as
-min(decay, 1 - 1 / (t + 1)): the mean of all
-steps so far until the window fills). Every ``eval_every`` steps each of the three is put to the
-default space's criterion on its own (all 1000 held-out 100-digit sums right 4 times in a row,
-then all 1000 held-out 1000-digit sums, a failure doubling the wait, as adder.train does). Each
-is scored on 1000 fresh sums of 100 and of 1000 digits (seed 777001, the race's) at its first
-solve, at the raw weights' first solve, 500 and 1000 steps after it, and at the end. One JSON
-line per seed goes to --out (appended as each finishes); then a table of the seeds passed
-(>= 0.999 at both lengths) by each rule. --deadline stops handing out seeds after that many
-seconds (the table counts those finished).
+min(decay, 1 - 1 / (t + 1)): the mean of all steps so far until the window fills), scored from
+the first evaluation on (adder.train scores its average only once it spans its window,
+1 / (1 - decay) steps). Every ``eval_every`` steps each of the three is put to the default
+space's criterion on its own (all 1000 held-out 100-digit sums right 4 times in a row, then all
+1000 held-out 1000-digit sums, a failure doubling the wait, as adder.train does). Each is scored
+on 1000 fresh sums of 100 and of 1000 digits (seed 777001, the race's) at its first solve, at the
+raw weights' first solve, 500 and 1000 steps after it, and at the end. One JSON line per seed
+goes to --out (appended as each finishes); then a table of the seeds passed (>= 0.999 at both
+lengths) by each rule. --deadline stops handing out seeds after that many seconds (the table
+counts those finished).
 """
 
 from __future__ import annotations

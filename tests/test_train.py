@@ -569,7 +569,7 @@ ADAMW = dict(optimizer="adamw", schedule="exp", weight_decay=0.01)
 @pytest.mark.parametrize(
     "cell,extra",
     [(cell, ADAM) for cell in CELLS]
-    + [("gru", SGD), ("gru", ADAMW), ("transformer", ADAMW), ("transformer", {"ema": 0.9})],
+    + [("gru", SGD), ("gru", ADAMW), ("transformer", ADAMW), ("transformer", {"ema": 0.96})],
     ids=[f"{cell}-adam-constant" for cell in CELLS]
     + ["gru-sgd-cosine-clip", "gru-adamw-exp", "transformer-adamw-exp", "transformer-ema"],
 )
@@ -595,8 +595,10 @@ def test_resume_is_exact(tmp_path, cell, extra):
     ]
     assert without_timing(summary) == without_timing(full_summary)
     assert_same_tensors(states[40]["model"], full_states[40]["model"])
-    if cfg.ema:  # the average and the weights it follows, each resumed
+    if cfg.ema:  # resumed at step 20, before the average's window (25 steps) fills: the
+        # weights are scored then, and the average must come back from its own entry
         assert_same_tensors(states[40]["weights"], full_states[40]["weights"])
+        assert_same_tensors(states[40]["average"], full_states[40]["average"])
     assert torch.equal(states[40]["generator"], full_states[40]["generator"])
     assert torch.equal(states[40]["torch_rng"], full_states[40]["torch_rng"])
 
@@ -604,7 +606,7 @@ def test_resume_is_exact(tmp_path, cell, extra):
 def test_ema_is_the_model_evaluated_and_kept_and_leaves_the_training_alone():
     # the run without an average, reporting every step, gives every step's weights
     cfg = small(cell="transformer", steps=12, eval_every=1, eval_size=50)
-    _, _, plain = run(cfg)
+    _, plain_reports, plain = run(cfg)
     decay = 0.8
     average = build(cfg, torch.device("cpu"))[0].state_dict()  # the initial weights
     for step in range(1, 13):
@@ -615,6 +617,12 @@ def test_ema_is_the_model_evaluated_and_kept_and_leaves_the_training_alone():
     assert_same_tensors(states[12]["weights"], plain[12]["model"])  # trained as without it
     for k, v in average.items():
         assert torch.allclose(states[12]["model"][k], v, atol=1e-6), k
+    # until the average spans its window (1 / (1 - 0.8) = 5 steps) the weights are scored
+    assert [without_timing(m) for m in reports[:4]] == [
+        without_timing(m) for m in plain_reports[:4]
+    ]
+    assert_same_tensors(states[4]["model"], plain[4]["model"])
+    assert reports[4]["val_loss"] != plain_reports[4]["val_loss"]  # from step 5, the average
     model = Adder(cfg.model_config())
     model.load_state_dict(states[12]["model"])  # what is reported is the average's
     t = evaluate(model, held_out(cfg.eval_size, cfg.test_digits))
