@@ -69,3 +69,33 @@ def test_fresh_seeds_passes_a_seed_only_at_both_lengths_and_refuses_a_bad_spec()
     )  # fmt: skip
     assert out.returncode == 2 and "hidden = 'wide'" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_stop_rules_criterion_stops_where_train_does():
+    # stop_rules.py puts each set of weights to the criterion itself: replayed on a real run's
+    # evaluations it must solve at train()'s step, here after confirmations that failed
+    import torch
+
+    from adder.config import TrainConfig
+    from adder.data import held_out
+    from adder.models import Adder
+    from adder.train import train
+
+    stop_rules = load("stop_rules")
+    cfg = TrainConfig(cell="rnn", layers=1, hidden=32, lr=0.002, train_digits=10, test_digits=12,
+                      eval_size=200, eval_every=25, steps=2000, stop_when_solved=True,
+                      confirm_digits=1000, confirm_size=100, solve_exact=1.0)  # fmt: skip
+    states = {}
+    summary = train(cfg, report=lambda m, ckpt: states.update({m["step"]: ckpt()["model"]}))
+    rule = stop_rules.Criterion(
+        cfg, held_out(cfg.eval_size, cfg.test_digits), held_out(cfg.confirm_size, 1000)
+    )
+    model = Adder(cfg.model_config())
+    solved = []
+    for step, weights in sorted(states.items()):
+        model.load_state_dict(weights)
+        with torch.no_grad():
+            if rule.update(model, step):
+                solved.append(step)
+    assert rule.misses >= 2  # the doubled waits were replayed too
+    assert solved == [summary["solved_step"]] and solved[0] == max(states)
