@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adder.config import TrainConfig
+from adder.config import CELLS, TrainConfig
 from search.layout import EXPERIMENT, LEADERBOARD_JSON, LEADERBOARD_MD, OPTUNA_DB, TRIALS_CSV
 from search.metrics import KEPT, rank_key
 from search.racing import Race, summary
@@ -180,8 +180,24 @@ COLUMNS = (
     "hidden",
     "lr",
     "batch_size",
+    "other settings",
     "trial_id",
 )
+# The settings of a model and its training besides the table's own columns: the leaderboard
+# names those that differ from the cell's defaults (the transformer's heads, nines, ema...).
+# The budget, the criterion and the data's lengths are the space's, the same for every trial.
+OTHER_SETTINGS = ("nonlinearity", "embed", "dropout", "heads", "ff_mult", "pos", "sink",
+                  "optimizer", "weight_decay", "schedule", "lr_min_ratio", "grad_clip", "ema",
+                  "nines")  # fmt: skip
+
+
+def other_settings(cfg: dict[str, Any]) -> str:
+    """``key value`` for each of OTHER_SETTINGS where ``cfg`` differs from its cell's default."""
+    if cfg.get("cell") not in CELLS:
+        return "-"
+    default = TrainConfig(cell=cfg["cell"]).to_dict()
+    own = [k for k in OTHER_SETTINGS if k in cfg and cfg[k] != default[k]]
+    return ", ".join(f"{k} {_fmt(cfg[k])}" for k in own) or "-"
 
 
 def table_rows(board: dict[str, Any]) -> list[list[Any]]:
@@ -202,6 +218,7 @@ def table_rows(board: dict[str, Any]) -> list[list[Any]]:
                 cfg.get("hidden"),
                 cfg.get("lr"),
                 cfg.get("batch_size"),
+                other_settings(cfg),
                 b["trial_id"],
             ]
         )

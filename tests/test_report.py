@@ -134,3 +134,16 @@ def test_a_folder_without_a_search_names_the_searches_inside(tmp_path):
     with pytest.raises(UserError, match=r"holds no search \(it holds the searches found\)"):
         find_search(tmp_path)
     assert find_search(tmp_path / "found") == (tmp_path / "found").resolve()
+
+
+def test_leaderboard_names_the_settings_that_differ_from_the_cells_defaults():
+    from search.results import COLUMNS, other_settings, table_rows
+
+    tuned = {"cell": "transformer", "layers": 3, "hidden": 32, "heads": 2, "pos": "alibi",
+             "schedule": "cosine", "nines": 0.2, "ema": 0.998, "steps": 3000}  # fmt: skip
+    assert other_settings(tuned) == "heads 2, ema 0.998, nines 0.2"  # alibi, cosine: defaults
+    assert other_settings({"cell": "gru", "schedule": "cosine"}) == "schedule cosine"
+    assert other_settings({"cell": "rnn", "nonlinearity": "tanh", "steps": 6000}) == "-"
+    board = {"cells": {"transformer": {"config": tuned, "trial_id": "t1"}}}
+    (row,) = table_rows(board)
+    assert row[COLUMNS.index("other settings")] == "heads 2, ema 0.998, nines 0.2"
