@@ -22,7 +22,6 @@ counts those finished).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import multiprocessing as mp
 import sys
@@ -77,7 +76,7 @@ def run(job: tuple[str, int, str]) -> dict[str, Any]:
 
     from adder.config import VERIFY_SEED
     from adder.data import held_out, make_generator, sample
-    from adder.train import build, train_step
+    from adder.train import WeightAverage, build, train_step
 
     spec, seed, device_name = job
     torch.set_num_threads(1)
@@ -88,19 +87,17 @@ def run(job: tuple[str, int, str]) -> dict[str, Any]:
     test = held_out(cfg.eval_size, cfg.test_digits, device)
     confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
     fresh = {d: held_out(1000, d, device, seed=VERIFY_SEED + 1) for d in (100, 1000)}
-    emas = {d: copy.deepcopy(model).requires_grad_(False) for d in DECAYS}
-    weights = {"raw": model, **{f"ema{d}": m for d, m in emas.items()}}
+    averages = [WeightAverage(model, d) for d in DECAYS]  # adder.train's, scored from step 1
+    weights = {"raw": model, **{f"ema{a.decay}": a.model for a in averages}}
     rules = {name: Criterion(cfg, test, confirm) for name in weights}
     out: dict[str, Any] = {"spec": spec, "seed": seed, "device": device_name, "steps": cfg.steps}
-    params = list(model.parameters())
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         batch = sample(cfg.batch_size, cfg.train_digits, generator=gen, device=device,
                        nines=cfg.nines)  # fmt: skip
         train_step(model, opt, sched, batch, grad_clip=cfg.grad_clip)
-        for decay, ema in emas.items():
-            w = 1 - min(decay, 1 - 1 / (step + 1))
-            torch._foreach_lerp_(list(ema.parameters()), params, w)
+        for average in averages:
+            average.update(step)
         if step % cfg.eval_every and step != cfg.steps:
             continue
         raw_solved = rules["raw"].solved
