@@ -33,12 +33,16 @@ except ImportError:  # not our dependency: Ray bundles a copy. (Importing ray he
     import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_STEPS, EVAL_EVERY = 300, 20
+# The gru's trials run five times as long as the rnn's: a state the tests wait for ("an rnn trial
+# ended, a gru trial half-way") lasts seconds, not the fraction of one that equal trials left
+# (a CI run missed it and the search ended first). Where the test must act on that state, it
+# freezes the driver (SIGSTOP) and checks again: a frozen driver ends no trial and no search.
+STEPS, EVAL_EVERY = {"gru": 1500, "rnn": 300}, 20
 SPACE = f"""
 name: faults
 cells: [gru, rnn]
 trials: 2
-budget: {{max_steps: {MAX_STEPS}, eval_every: {EVAL_EVERY}, grace_steps: {MAX_STEPS},
+budget: {{max_steps: {STEPS}, eval_every: {EVAL_EVERY}, grace_steps: {STEPS},
          reduction_factor: 2, stop_when_solved: false}}
 fixed: {{train_digits: 5, test_digits: 5, eval_size: 50, batch_size: 128, layers: 1}}
 params:
@@ -127,13 +131,30 @@ def trial_dirs(folder: Path) -> list[Path]:
     return sorted(d for d in (folder / "tune").glob("*_*") if d.is_dir() and d.name[0] != ".")
 
 
+def max_steps(trial_dir: Path) -> int:
+    return STEPS[trial_dir.name.split("_")[0]]
+
+
 def mid_trial(folder: Path, ok=lambda r: True) -> tuple[Path, dict] | None:
-    """A trial with a checkpoint (two results) and at least three evaluations still to go."""
+    """A trial with a checkpoint (two results) and at least a fifth of its steps still to go."""
     for trial_dir in trial_dirs(folder):
         rs = results(trial_dir)
-        if len(rs) >= 2 and rs[-1]["step"] <= MAX_STEPS - 3 * EVAL_EVERY and ok(rs[-1]):
+        if len(rs) >= 2 and rs[-1]["step"] <= 0.8 * max_steps(trial_dir) and ok(rs[-1]):
             return trial_dir, rs[-1]
     return None
+
+
+def frozen_when(what: str, check, driver: subprocess.Popen, timeout: float = 400):
+    """Wait until ``check()`` holds, then freeze the driver (SIGSTOP) and return what ``check()``
+    finds then: with the driver stopped no trial can end, so that state holds until the caller
+    signals the driver and sends SIGCONT. (Checked again once frozen: it may have moved on.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_for(what, check, driver, timeout=deadline - time.monotonic())
+        os.kill(driver.pid, signal.SIGSTOP)
+        if found := check():
+            return found
+        os.kill(driver.pid, signal.SIGCONT)
 
 
 def rows(folder: Path) -> list[dict]:
@@ -159,7 +180,7 @@ def assert_went_on_from_checkpoint(trial_dir: Path, killed_at: int) -> None:
     assert (trial_dir / "error.txt").exists(), "Tune recorded no failure for the killed trial"
     rs = results(trial_dir)
     steps = [r["step"] for r in rs]
-    assert steps[-1] == MAX_STEPS and steps == sorted(steps), steps
+    assert steps[-1] == max_steps(trial_dir) and steps == sorted(steps), steps
     assert steps.count(EVAL_EVERY) == 1, f"started again from 0: {steps}"
     restarts = [r for r in rs[1:] if r["iterations_since_restore"] == 1]
     assert len(restarts) == 1, "not restored exactly once"
@@ -223,15 +244,14 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     driver = start(tmp_path, space, "--results", tmp_path, "--wandb", "offline", env=env)
     folder = tmp_path / "faults"
     try:
-        trial_dir, last = wait_for(
-            "a trial half-way", lambda: mid_trial(folder), driver, timeout=400
-        )
+        trial_dir, last = frozen_when("a trial half-way", lambda: mid_trial(folder), driver)
         worker = psutil.Process(last["pid"])  # Tune puts the trial's worker pid in each result
         tree = descendants(driver.pid)
         assert worker in tree
         session = ray_session(tree)
         assert worker.name().startswith("ray::ImplicitFunc"), worker.name()
         worker.send_signal(signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGCONT)
         rc = finish(driver)
     finally:
         if driver.poll() is None:
@@ -287,13 +307,11 @@ def test_killed_worker_node_moves_its_trials_to_the_survivor(tmp_path, two_nodes
     folder = tmp_path / "faults"
     try:
         on_worker = lambda r: r["node_id"] == worker_id  # noqa: E731
-        trial_dir, last = wait_for(
-            "a trial half-way on the worker node",
-            lambda: mid_trial(folder, on_worker),
-            driver,
-            timeout=400,
+        trial_dir, last = frozen_when(
+            "a trial half-way on the worker node", lambda: mid_trial(folder, on_worker), driver
         )
         cluster.remove_node(worker, allow_graceful=False)  # its raylet and workers: killed
+        os.kill(driver.pid, signal.SIGCONT)
         rc = finish(driver)
     finally:
         if driver.poll() is None:
@@ -329,9 +347,10 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_search(tmp_path):
         return ended if ended and mid_trial(folder) else None
 
     try:
-        wait_for("one trial ended", one_ended_others_running, driver, timeout=400)
+        frozen_when("one trial ended, another half-way", one_ended_others_running, driver)
         ray_procs = descendants(driver.pid)
-        os.killpg(driver.pid, signal.SIGINT)
+        os.killpg(driver.pid, signal.SIGINT)  # the driver's waits for its SIGCONT
+        os.kill(driver.pid, signal.SIGCONT)
         rc = finish(driver, timeout=300)
     finally:
         if driver.poll() is None:
@@ -362,8 +381,9 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_search(tmp_path):
         assert name.split("_")[1] in by_id
         assert (folder / "tune" / name / "result.json").read_text() == text
     for t in trials:  # the others went on from their checkpoints, never back to the start
-        steps = [r["step"] for r in results(folder / "tune" / f"{t['cell']}_{t['trial_id']}")]
-        assert steps[-1] == MAX_STEPS and steps == sorted(steps), steps
+        trial_dir = folder / "tune" / f"{t['cell']}_{t['trial_id']}"
+        steps = [r["step"] for r in results(trial_dir)]
+        assert steps[-1] == max_steps(trial_dir) and steps == sorted(steps), steps
         assert steps.count(EVAL_EVERY) == 1, steps
 
 

@@ -174,8 +174,8 @@ RESUMABLE = """
 name: resumable
 cells: [gru, rnn]
 trials: 3
-budget: {max_steps: 400, eval_every: 25, grace_steps: 400, reduction_factor: 2,
-         stop_when_solved: false}
+budget: {max_steps: {gru: 400, rnn: 2000}, eval_every: 25, grace_steps: {gru: 400, rnn: 2000},
+         reduction_factor: 2, stop_when_solved: false}
 fixed: {train_digits: 3, test_digits: 5, eval_size: 50, batch_size: 32}
 params:
   hidden: {int: [8, 16]}
@@ -237,10 +237,14 @@ def test_resume_after_driver_killed(tmp_path):
             break
         time.sleep(0.5)
     assert driver.poll() is None and len(ended) >= 2, "the search ended before it could be killed"
-    # killed once the saved experiment state (what --resume reads) holds those trials' ends
+    # killed once the saved experiment state (what --resume reads) holds those trials' ends; the
+    # rnn's trials, five times the gru's, keep the search going meanwhile, and the driver is
+    # frozen (SIGSTOP) before it is checked to be mid-search and killed
     while driver.poll() is None and not set(ended) <= _saved_ends(folder / "tune"):
         assert time.monotonic() < deadline, "the ended trials were never saved"
         time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGSTOP)
+    assert driver.poll() is None and not (folder / "leaderboard.json").exists()
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     log.close()
@@ -268,7 +272,8 @@ def test_resume_after_driver_killed(tmp_path):
         steps = result_steps(folder, t["cell"], t["trial_id"])
         # it may repeat the evaluations after its last saved checkpoint, never start over
         first_seen = list(dict.fromkeys(steps))
-        assert steps[-1] == 400 and steps.count(25) == 1 and first_seen == sorted(first_seen)
+        last = {"gru": 400, "rnn": 2000}[t["cell"]]
+        assert steps[-1] == last and steps.count(25) == 1 and first_seen == sorted(first_seen)
     url = f"sqlite:///{folder / 'optuna.db'}"
     for cell in ("gru", "rnn"):
         study = optuna.load_study(study_name=f"resumable-{cell}", storage=url)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -166,6 +167,10 @@ def watched(tmp_path_factory):
             assert driver.poll() is None, (tmp / "search.err").read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial reported in time"
             time.sleep(0.2)
+        # frozen while probed: a stopped driver ends no trial and no search, and its Ray (GCS,
+        # dashboard, raylet: processes of their own) answers meanwhile
+        os.kill(driver.pid, signal.SIGSTOP)
+        assert driver.poll() is None, "the search ended before it could be probed"
         procs = tree(driver.pid)
         pids = {p.pid for p in procs}
         listening = [
@@ -176,7 +181,6 @@ def watched(tmp_path_factory):
         gcs = next(p for p in procs if p.name().startswith("gcs_server"))
         port = next(port for _, port, pid in listening if pid == gcs.pid)
         answer, probe_err = probe.communicate(f"127.0.0.1:{port}\n", timeout=120)
-        assert driver.poll() is None, "the search ended before the probe was done"
         session = next(
             Path(arg.split("=", 1)[1]).parent
             for arg in gcs.cmdline()
@@ -190,6 +194,7 @@ def watched(tmp_path_factory):
             "gcs": json.loads(answer.strip().splitlines()[-1]) if answer.strip() else probe_err,
             "session": session,
         }
+        os.kill(driver.pid, signal.SIGCONT)
         rc = driver.wait(timeout=600)
     finally:
         wandb_server.close()
