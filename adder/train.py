@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -110,6 +111,50 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, step: int) -> None:
         torch._foreach_lerp_(self._average, self._weights, 1 - min(self.decay, 1 - 1 / (step + 1)))
+
+
+@dataclasses.dataclass
+class SolveRule:
+    """When a run is solved: the test set passed (``solve_exact``) at ``solve_patience``
+    evaluations in a row, then the longer confirmation set (if any) passes too, at
+    ``confirm_patience`` evaluations in a row. The confirmation is scored only then, and a failed
+    one starts the count again, twice as long (up to CONFIRM_BACKOFF doublings).
+
+    Its counters are part of a checkpoint, so that a resumed run stops where it would have."""
+
+    cfg: TrainConfig
+    streak: int = 0  # test-set passes in a row
+    misses: int = 0  # failed confirmations
+    confirms: int = 0  # confirmations passed at the evaluations in a row just before
+    solved_step: int | None = None
+
+    def update(self, step: int, exact: float, confirm: Callable[[], float] | None) -> float | None:
+        """One evaluation: the test set's exact-match, and the confirmation's scorer (None: the
+        run has none). Returns the confirmation's exact-match when it was scored."""
+        cfg = self.cfg
+        self.streak = self.streak + 1 if exact >= cfg.solve_exact else 0
+        self.confirms = self.confirms if self.streak else 0
+        wait = cfg.solve_patience << min(self.misses, CONFIRM_BACKOFF)
+        if self.solved_step is not None or self.streak < wait:
+            return None
+        confirmed = confirm() if confirm else None
+        if confirmed is None or confirmed >= cfg.confirm_exact:
+            self.confirms += 1
+            if self.confirms >= cfg.confirm_patience:
+                self.solved_step = step
+        else:
+            self.streak, self.misses, self.confirms = 0, self.misses + 1, 0
+        return confirmed
+
+    def state(self) -> dict[str, Any]:
+        return {"solved_step": self.solved_step, "solve_streak": self.streak,
+                "confirm_misses": self.misses, "confirm_streak": self.confirms}  # fmt: skip
+
+    @classmethod
+    def restored(cls, cfg: TrainConfig, state: dict[str, Any]) -> SolveRule:
+        # the counters are absent from checkpoints made before they existed
+        return cls(cfg, state.get("solve_streak", 0), state.get("confirm_misses", 0),
+                   state.get("confirm_streak", 0), state["solved_step"])  # fmt: skip
 
 
 def evaluate(model: Adder, batch: Batch) -> dict[str, float]:
@@ -216,18 +261,14 @@ def train(
     confirm: Batch | None = None  # made the first time the test set is passed
     params = count_params(model)
     gflop_per_step = train_flops(cfg.model_config(), cfg.train_digits + 1) * cfg.batch_size / 1e9
-    step, solved_step, streak, misses = 0, None, 0, 0  # misses: failed confirmations
-    confirms = 0  # confirmations passed at the evaluations in a row just before
+    step, rule = 0, SolveRule(cfg)
     if resume is not None:
         _restore(resume, cfg, model, opt, sched, gen)
         if average:  # the average as saved (a checkpoint made without one: the weights)
             _load_weights(
                 average.model, {"model": resume.get("average", resume["model"])}, "checkpoint"
             )
-        step, solved_step = resume["step"], resume["solved_step"]
-        # absent from checkpoints made before they existed
-        streak, misses = resume.get("solve_streak", 0), resume.get("confirm_misses", 0)
-        confirms = resume.get("confirm_streak", 0)
+        step, rule = resume["step"], SolveRule.restored(cfg, resume)
 
     def evaluated() -> Adder:  # what is evaluated, reported and kept
         return average.model if average and step >= average.window else model
@@ -239,10 +280,7 @@ def train(
                 "format": CHECKPOINT_FORMAT,
                 "config": cfg.to_dict(),
                 "step": step,
-                "solved_step": solved_step,
-                "solve_streak": streak,
-                "confirm_misses": misses,
-                "confirm_streak": confirms,
+                **rule.state(),
                 "model": evaluated().state_dict(),
                 **(
                     {"weights": model.state_dict(), "average": average.model.state_dict()}
@@ -255,6 +293,14 @@ def train(
                 "torch_rng": torch.get_rng_state(),
             }
         )
+
+    def confirmation(net: Adder) -> float:
+        nonlocal confirm
+        if confirm is None:  # made the first time the test set is passed
+            confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
+        # scored until it cannot pass: a model far off costs a chunk, not the whole set
+        limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
+        return _evaluate(net, confirm, limit)[0]["exact_match"]
 
     summary: dict[str, Any] = {"status": "ok", "step": step}
     loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
@@ -287,26 +333,9 @@ def train(
         elapsed = time.perf_counter() - t0
         net = evaluated()
         t, i = score(net, test, iid, whole=step == cfg.steps, exact=cfg.solve_exact)
-        streak = streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
-        confirms = confirms if streak else 0
-        confirmed = None
-        if solved_step is None and streak >= cfg.solve_patience << min(misses, CONFIRM_BACKOFF):
-            # solved: the test set passed solve_patience evaluations in a row, and the longer
-            # confirmation set (if any) passes too, at confirm_patience evaluations in a row.
-            # It is scored only then, and a failure starts the count again, twice as long
-            # (CONFIRM_BACKOFF)
-            if cfg.confirm_digits:
-                if confirm is None:
-                    confirm = held_out(cfg.confirm_size, cfg.confirm_digits, device)
-                # scored until it cannot pass: a model far off costs a chunk, not the whole set
-                limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
-                confirmed = _evaluate(net, confirm, limit)[0]["exact_match"]
-            if confirmed is None or confirmed >= cfg.confirm_exact:
-                confirms += 1
-                if confirms >= cfg.confirm_patience:
-                    solved_step = step
-            else:
-                streak, misses, confirms = 0, misses + 1, 0
+        confirm_net = functools.partial(confirmation, net) if cfg.confirm_digits else None
+        confirmed = rule.update(step, t["exact_match"], confirm_net)  # SolveRule: when solved
+        solved_step = rule.solved_step
         diverged = not math.isfinite(t["loss"]) or t["loss"] > cfg.diverge_loss
         summary = {
             "step": step,
@@ -332,6 +361,7 @@ def train(
             break
         loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
 
+    solved_step = rule.solved_step
     summary.update(
         cell=cfg.cell,
         params=params,

@@ -45,29 +45,30 @@ def _fresh(model, fresh) -> dict[str, float]:
 
 
 class Criterion:
-    """adder.train's solve rule, for one set of weights (confirm_patience 1)."""
+    """adder.train's SolveRule, put to one set of weights."""
 
     def __init__(self, cfg, test, confirm):
-        self.cfg, self.test, self.confirm = cfg, test, confirm
-        self.streak, self.misses, self.solved = 0, 0, None
+        from adder.train import SolveRule
+
+        self.cfg, self.test, self.confirm, self.rule = cfg, test, confirm, SolveRule(cfg)
 
     def update(self, model, step: int) -> bool:
         """True at the evaluation where the weights first meet the criterion."""
-        from adder.train import CONFIRM_BACKOFF, _evaluate, allowed_errors
+        from adder.train import _evaluate, allowed_errors
 
-        if self.solved is not None:
+        if self.rule.solved_step is not None:
             return False
         cfg = self.cfg
         t = _evaluate(model, self.test, allowed_errors(cfg.eval_size, cfg.solve_exact))[0]
-        self.streak = self.streak + 1 if t["exact_match"] >= cfg.solve_exact else 0
-        if self.streak < cfg.solve_patience << min(self.misses, CONFIRM_BACKOFF):
-            return False
         limit = allowed_errors(cfg.confirm_size, cfg.confirm_exact)
-        if _evaluate(model, self.confirm, limit)[0]["exact_match"] >= cfg.confirm_exact:
-            self.solved = step
-            return True
-        self.streak, self.misses = 0, self.misses + 1
-        return False
+        self.rule.update(
+            step, t["exact_match"], lambda: _evaluate(model, self.confirm, limit)[0]["exact_match"]
+        )
+        return self.rule.solved_step == step
+
+    @property
+    def solved(self) -> int | None:
+        return self.rule.solved_step
 
 
 def run(job: tuple[str, int, str]) -> dict[str, Any]:

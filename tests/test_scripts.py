@@ -72,7 +72,7 @@ def test_fresh_seeds_passes_a_seed_only_at_both_lengths_and_refuses_a_bad_spec()
 
 
 def test_stop_rules_criterion_stops_where_train_does():
-    # stop_rules.py puts each set of weights to the criterion itself: replayed on a real run's
+    # stop_rules.py puts each set of weights to adder.train.SolveRule: replayed on a real run's
     # evaluations it must solve at train()'s step, here after confirmations that failed
     import torch
 
@@ -97,5 +97,5 @@ def test_stop_rules_criterion_stops_where_train_does():
         with torch.no_grad():
             if rule.update(model, step):
                 solved.append(step)
-    assert rule.misses >= 2  # the doubled waits were replayed too
+    assert rule.rule.misses >= 2  # the doubled waits were replayed too
     assert solved == [summary["solved_step"]] and solved[0] == max(states)
