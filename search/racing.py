@@ -99,7 +99,9 @@ class Race:
 
         ``ahead``: when a worker would otherwise idle, the leader may run its next seed one
         round before the others have finished theirs (the seed it would get next anyway;
-        wasted only if it is dropped)."""
+        wasted only if it is dropped). The leader is a candidate with no failed seed where
+        there is one: a setting that entered after every racer failed runs two seeds at a time,
+        not one beside an idle worker."""
         if self.lost():
             return None
         alive = self.alive()
@@ -111,7 +113,8 @@ class Race:
                 c.issued.add(todo[0])
                 return c, todo[0]
         if ahead and gated:
-            lead = min(alive, key=lambda c: (c.value(range(done)) if done else 0, c.rank))
+            clean = [c for c in alive if self._clean(c)] or alive
+            lead = min(clean, key=lambda c: (c.value(range(done)) if done else 0, c.rank))
             todo = [j for j in range(self.seeds) if j not in lead.issued]
             if todo and todo[0] <= done + 1:
                 lead.issued.add(todo[0])

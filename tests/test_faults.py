@@ -349,7 +349,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_search(tmp_path):
     try:
         frozen_when("one trial ended, another half-way", one_ended_others_running, driver)
         ray_procs = descendants(driver.pid)
-        os.killpg(driver.pid, signal.SIGINT)  # the driver's waits for its SIGCONT
+        os.killpg(driver.pid, signal.SIGINT)  # the stopped driver's is taken at its SIGCONT
         os.kill(driver.pid, signal.SIGCONT)
         rc = finish(driver, timeout=300)
     finally:

@@ -156,6 +156,22 @@ def test_when_every_racer_fails_the_next_ranked_setting_enters_and_can_win():
     assert all(c.dropped for c in r.candidates[:3])
 
 
+def test_a_setting_that_entered_runs_ahead_beside_the_racers_that_failed():
+    # every racer failed: the setting that enters is the one that can still win, so a worker
+    # that would idle runs its next seed, not a failed racer's (which is wasted) or none (the
+    # default search's transformer race ran its reserves one run at a time beside an idle CPU)
+    r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=[Candidate("t3", {}, 3)])
+    assert {r.next_run()[0].trial_id for _ in range(2)} == {"t1", "t2"}
+    for t in ("t1", "t2"):
+        r.record(t, 0, figures(UNSOLVED + 0.5, passed=False))
+    assert [c.trial_id for c in r.candidates] == ["t1", "t2", "t3"]
+    c, j = r.next_run()
+    assert (c.trial_id, j) == ("t3", 0)
+    c, j = r.next_run(ahead=True)
+    assert (c.trial_id, j) == ("t3", 1)
+    assert r.next_run(ahead=True) is None  # one round ahead at most
+
+
 def test_no_setting_enters_while_a_racer_is_clean():
     r = Race([Candidate("t1", {}, 1), Candidate("t2", {}, 2)], 3, reserve=[Candidate("t3", {}, 3)])
     play(r, {t: [10, 20, 10] for t in ("t1", "t2", "t3")}, fails={"t1": {0}})
