@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tune_state import saved_ends
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("rnn", "lstm", "gru", "transformer")  # spaces/smoke.yaml's
@@ -185,17 +186,6 @@ points_to_evaluate:
 """
 
 
-def _saved_ends(experiment: Path) -> set[str]:
-    """The trials that Tune's newest saved experiment state records as ended."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    try:
-        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
-    except (json.JSONDecodeError, OSError):  # being written
-        return set()
-    return {t["trial_id"] for t in map(json.loads, (s for s, _ in trials))
-            if t["status"] == "TERMINATED"}  # fmt: skip
-
-
 def _wait_for_group_gone(pgid: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -240,7 +230,7 @@ def test_resume_after_driver_killed(tmp_path):
     # killed once the saved experiment state (what --resume reads) holds those trials' ends; the
     # rnn's trials, five times the gru's, keep the search going meanwhile, and the driver is
     # frozen (SIGSTOP) before it is checked to be mid-search and killed
-    while driver.poll() is None and not set(ended) <= _saved_ends(folder / "tune"):
+    while driver.poll() is None and not set(ended) <= saved_ends(folder / "tune"):
         assert time.monotonic() < deadline, "the ended trials were never saved"
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGSTOP)

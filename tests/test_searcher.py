@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tune_state import saved_ends, saved_progress
 
 from adder.config import TrainConfig
 from adder.models import train_flops
@@ -106,9 +107,10 @@ def test_unsolved_runs_rank_after_every_solved_one_closest_first():
 # -- the search's verification, its budgets, its warm start ------------------------------------
 
 
-def kill_when(path: Path, tmp_path: Path, marker: str) -> str:
+def kill_when(path: Path, tmp_path: Path, marker: str, saved: bool = False) -> str:
     """Start ``adder search path``, SIGKILL its whole process group once its log shows
-    ``marker``; return the log."""
+    ``marker`` (and, with ``saved``, once Tune's saved state, what --resume reads, holds the end
+    of every search trial the log says ended); return the log."""
     log_path = tmp_path / f"{path.stem}.first.err"
     log = open(log_path, "w")  # noqa: SIM115  (outlives the kill below)
     driver = subprocess.Popen(
@@ -117,8 +119,11 @@ def kill_when(path: Path, tmp_path: Path, marker: str) -> str:
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 300
+    experiment = tmp_path / path.stem / "tune"
     while time.monotonic() < deadline and driver.poll() is None:
-        if marker in log_path.read_text():
+        log_text = log_path.read_text()
+        ended = set(re.findall(r"^\[\d+/\d+\] \S+ (\S+) ended", log_text, re.M))
+        if marker in log_text and (not saved or ended <= saved_ends(experiment)):
             break
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGSTOP)  # frozen, so that it is checked mid-search, then killed
@@ -169,8 +174,10 @@ def test_resume_with_its_time_budget_spent_starts_nothing_and_ends(tmp_path):
     # time it spent counts (none is left), so no trial starts; the running ones end; the
     # leaderboard is partial; the progress count goes on from where it was.
     path = space(tmp_path, name="spent", trials=40)
-    first = kill_when(path, tmp_path, "[2/40]")
+    first = kill_when(path, tmp_path, "[2/40]", saved=True)  # else resume ends them again
     ended = len(re.findall(r"^\[\d+/40\]", first, re.M))
+    saved = saved_progress(tmp_path / "spent" / "tune")["ended"]  # 2, bar a kill mid-snapshot
+    assert saved >= 1
     p = adder("search", path, "--results", tmp_path, "--wandb", "disabled", "--resume",
               "--time-budget", "1", timeout=300)  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
@@ -180,7 +187,7 @@ def test_resume_with_its_time_budget_spent_starts_nothing_and_ends(tmp_path):
     search_rows = [r for r in rows(tmp_path / "spent") if r["stage"] == "search"]
     assert len(search_rows) <= ended + 3, "trials started after the budget was spent"
     counts = [int(n) for n in re.findall(r"^\[(\d+)/40\]", p.stderr, re.M)]
-    assert counts and min(counts) > 2, f"the progress count restarted: {counts}"
+    assert counts and min(counts) > saved, f"the progress count restarted: {counts}"
 
 
 def test_warm_start_adds_the_old_trials_to_the_new_study(tmp_path):
