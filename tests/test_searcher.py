@@ -36,13 +36,13 @@ fixed: {{train_digits: 3, test_digits: 3, eval_size: 200, layers: 1, batch_size:
 params:
   hidden: {{int: [24, 40]}}
   lr: {{float: [0.01, 0.03], log: true}}
-verify: {{top: 2, seeds: {seeds}, digits: [3, 5], n: 100, threshold: 0.9}}
+verify: {{top: 2, seeds: 2, digits: [3, 5], n: 100, threshold: 0.9}}
 """
 
 
-def space(tmp_path: Path, name: str = "race", trials: int = 3, extra: str = "", seeds=2) -> Path:
+def space(tmp_path: Path, name: str = "race", trials: int = 3, extra: str = "") -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SOLVABLE.format(name=name, trials=trials, extra=extra, seeds=seeds))
+    path.write_text(SOLVABLE.format(name=name, trials=trials, extra=extra))
     return path
 
 
@@ -136,7 +136,7 @@ def kill_when(path: Path, tmp_path: Path, marker: str, saved: bool = False) -> s
 
 
 def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
-    path = space(tmp_path, trials=3, seeds=4)  # the race goes on for seconds after its first run
+    path = space(tmp_path, trials=3)
     kill_when(path, tmp_path, "[verify 1]")
     folder = tmp_path / "race"
     assert not (folder / "leaderboard.json").exists()
@@ -146,7 +146,7 @@ def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
     board = json.loads((folder / "leaderboard.json").read_text())
     best = board["cells"]["lstm"]
     assert board["partial"] is False and best["verify"]["trial_id"] == best["trial_id"]
-    assert best["verify"]["seeds"] == [10_000, 10_001, 10_002, 10_003]
+    assert len(best["verify"]["seeds"]) == 2 and best["verify"]["seeds"] == [10_000, 10_001]
     assert set(best) >= {"verified", "verify", "candidates", "search_rank", "cost_to_solve"}
     verify_rows = [r for r in rows(folder) if r["stage"] == "verify"]
     runs = [(r["verify_of"], r["config/seed"]) for r in verify_rows]
