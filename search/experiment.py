@@ -8,6 +8,7 @@ line of progress when it ends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,27 @@ def restore(folder: Path, experiment: str, per_trial: dict[str, float]) -> tune.
         resume_unfinished=True,
         resume_errored=True,
     )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A trial as Tune's saved experiment state holds it, and what --resume does with it."""
+
+    ended: bool  # TERMINATED: never run again; any other status: run (again, from a checkpoint)
+    result: dict[str, Any]  # its last result
+    config: dict[str, Any]
+
+
+def saved_trials(folder: Path, experiment: str) -> dict[str, Saved]:
+    """The trials of ``folder/experiment`` as Tune's newest saved state holds them: the state
+    ``restore`` continues from (the same file; nothing writes it in between)."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str((folder / experiment).resolve()))  # pyarrow: absolute
+    return {
+        t.trial_id: Saved(t.status == "TERMINATED", dict(t.last_result or {}), dict(t.config))
+        for t in analysis.trials
+    }
 
 
 def results(grid: Any) -> list[dict[str, Any]]:

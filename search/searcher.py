@@ -13,6 +13,7 @@ once what is left is needed to verify, and no trial at all once it is spent.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import statistics
@@ -72,11 +73,9 @@ class Races:
         offered again, should the search go on (a --resume with a larger budget)."""
         if trial_id not in self.run_of:
             return None
-        cell, candidate, j = self.run_of.pop(trial_id)
         if result is not None and f"exact_match_{self.digits[0]}" not in result:
-            race = self.races[cell]
-            next(c for c in race.candidates if c.trial_id == candidate).issued.discard(j)
-            return cell
+            return self.release(trial_id)
+        cell, candidate, j = self.run_of.pop(trial_id)
         figures = run_figures(
             {**(result or {}), "seed": self.seed_base + j},
             self.digits,
@@ -87,12 +86,37 @@ class Races:
         self.races[cell].record(candidate, j, figures)
         return cell
 
+    def release(self, trial_id: str) -> str:
+        """A run that will bring back no figures: its seed is offered again. Returns its cell."""
+        cell, candidate, j = self.run_of.pop(trial_id)
+        race = self.races[cell]
+        next(c for c in race.candidates if c.trial_id == candidate).issued.discard(j)
+        return cell
+
+    def adopt(self, trial_id: str, config: dict[str, Any]) -> bool:
+        """Take ``trial_id``, a run Tune holds that was never handed out here (its state saved
+        after this one's), as the run of its candidate's seed, if that seed is not out: else
+        the race would hand it out again and the same run would run twice."""
+        race = self.races.get(config.get("cell"))
+        of, seed = config.get("verify_of"), config.get("seed")
+        if race is None or of is None or seed is None:
+            return False
+        c = next((c for c in race.candidates if c.trial_id == of), None)
+        j = seed - self.seed_base
+        if c is None or j in c.issued or not 0 <= j < race.seeds:
+            return False
+        c.issued.add(j)
+        self.run_of[trial_id] = (config["cell"], of, j)
+        return True
+
     def finished(self, cell: str) -> bool:
         return cell in self.races and self.races[cell].finished()
 
 
 class PerCellSearch(Searcher):
     """Round-robin over cells, each with its own Optuna study, then each cell's race."""
+
+    limit: int | None = None  # trials at once, once Tune sets it (set_max_concurrency)
 
     def __init__(
         self,
@@ -103,7 +127,7 @@ class PerCellSearch(Searcher):
     ):
         super().__init__(metric=space.metric, mode=space.mode)
         self.space = space
-        self.slots = slots  # trials at once: what the time budget's verification estimate needs
+        self.slots = slots  # trials at once (Tune's max_concurrent_trials, set_max_concurrency)
         self.studies = {
             cell: OptunaSearch(
                 space=Sampler(space.params, cell),
@@ -120,6 +144,9 @@ class PerCellSearch(Searcher):
         self.cell_of: dict[str, str] = {}  # search trial -> its cell
         self.given: dict[str, dict[str, Any]] = {}  # every trial -> the config it was given
         self.ended: dict[str, dict[str, Any]] = {}  # search trial -> its final result ({}: failed)
+        self.open: set[str] = set()  # trials handed out whose end has not come
+        self.saved = None  # --resume: Tune's saved trials, to reconcile with (see restore)
+        self.strays: dict[str, Any] = {}  # Tune's verification runs for races not started here
         self.races = (
             Races(space.verify, space.verify_digits(), space.metric, space.mode)
             if space.verify
@@ -133,6 +160,13 @@ class PerCellSearch(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the space is ours; metric and mode come from it
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Limit the trials at once here, not in Tune's ConcurrencyLimiter: its count of live
+        trials is saved in a file of its own, and --resume must not restore it from another
+        moment than this searcher's (see reconcile)."""
+        self.slots = self.limit = max_concurrent
+        return True
+
     # -- which trial next ---------------------------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -140,19 +174,24 @@ class PerCellSearch(Searcher):
             return self.given[trial_id]
         if self.clock.over():
             return Searcher.FINISHED
+        if self.limit is not None and len(self.open) >= self.limit:
+            return None
         cells = sorted(self.space.cells, key=lambda c: sum(self._cell(t) == c for t in self.given))
         for cell in cells:
             config = self._race_run(cell, trial_id) or self._search_trial(cell, trial_id)
             if config is not None:
-                self.given[trial_id] = config
-                return config
+                return self._give(trial_id, config)
         for cell in cells:  # nothing else to run: a leader's next seed, not an idle worker
             if self.races is not None and (config := self.races.next_config(cell, trial_id, True)):
-                self.given[trial_id] = config
-                return config
+                return self._give(trial_id, config)
         if all(self._cell_done(c) for c in self.space.cells):
             return Searcher.FINISHED
         return None  # a running trial must end first
+
+    def _give(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        self.given[trial_id] = config
+        self.open.add(trial_id)
+        return config
 
     def _cell(self, trial_id: str) -> str:
         if trial_id in self.cell_of:
@@ -189,6 +228,7 @@ class PerCellSearch(Searcher):
             ranked = self._candidates(cell)
             top = self.space.verify.top
             self.races.start(cell, ranked[:top], reserve=ranked[top:])
+            self._adopt(cell)
         return self.races.next_config(cell, trial_id)
 
     def _candidates(self, cell: str) -> list[Candidate]:
@@ -249,10 +289,14 @@ class PerCellSearch(Searcher):
     # -- what Tune tells us -------------------------------------------------------------------
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.cell_of and self.metric in result:
+        if trial_id in self.cell_of and trial_id not in self.ended and self.metric in result:
             self.studies[self.cell_of[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        self.open.discard(trial_id)
+        if trial_id in self.strays:  # ended before its race started: taken when it starts
+            stray = self.strays[trial_id]
+            self.strays[trial_id] = dataclasses.replace(stray, ended=True, result=result or {})
         if self.races is not None and trial_id in self.races.run_of:
             cell = self.races.record(trial_id, None if error else result)
             self._after_check(cell)
@@ -295,7 +339,7 @@ class PerCellSearch(Searcher):
         return {cell: optuna_study(s) for cell, s in self.studies.items()}
 
     def save(self, checkpoint_path: str) -> None:
-        state = {k: v for k, v in self.__dict__.items() if k != "studies"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("studies", "saved")}
         state["studies"] = {c: s.__dict__.copy() for c, s in self.studies.items()}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
@@ -306,9 +350,67 @@ class PerCellSearch(Searcher):
         for cell, d in state.pop("studies").items():
             self.studies[cell].__dict__.update(d)
         clock = self.clock  # the limit this invocation set; the scheduler shares this object
+        self.strays = {}  # a state saved before strays existed has none
         self.__dict__.update(state)
         clock.carry_on(self.clock)
         self.clock = clock
+        if self.saved is not None:
+            self.reconcile(self.saved)
+        else:
+            self.open = self._unended()
+
+    def _unended(self) -> set[str]:
+        """The trials handed out whose end this searcher has not had."""
+        runs = set(self.races.run_of) if self.races is not None else set()
+        return {t for t in self.cell_of if t not in self.ended} | runs
+
+    def reconcile(self, saved: dict[str, Any]) -> None:
+        """Agree with the trials Tune restored for --resume (``saved``: trial id -> its
+        search.experiment.Saved). Tune saves its experiment state and this searcher's as two
+        files, copied to the results folder one after the other in the background: a driver
+        killed in between leaves them from different moments, and a restored race waited
+        forever on a run Tune had already ended. So, for each trial this searcher waits on:
+
+        - ended in Tune's state: its end is taken now, from its last result;
+        - absent from it (handed out after Tune's state was saved): it will never run; a search
+          trial's Optuna trial fails and its cell's quota hands the slot out again, a
+          verification run's seed is offered again;
+        - else Tune runs it (again), and its end comes as usual.
+
+        A verification run Tune holds that was never handed out here (Tune's state the newer)
+        is taken as its seed's run, not run a second time; if its race has not started here,
+        once it starts. (A search trial Tune holds and this searcher never handed out is not
+        taken: its cell's quota hands out another.)
+        """
+        self.open = self._unended()
+        for t in sorted(self.open):
+            if t not in saved:
+                self._forget(t)
+            elif saved[t].ended:
+                self.on_trial_complete(t, saved[t].result)
+        if self.races is not None:
+            self.strays = {t: s for t, s in saved.items()
+                           if t not in self.given and "verify_of" in s.config}  # fmt: skip
+            for cell in list(self.races.races):
+                self._adopt(cell)
+
+    def _adopt(self, cell: str) -> None:
+        """Take the strays of ``cell``'s race that it has a seed for (Races.adopt)."""
+        for t, s in list(self.strays.items()):
+            if s.config.get("cell") == cell and self.races.adopt(t, s.config):
+                del self.strays[t]
+                self.given[t] = s.config
+                self.open.add(t)
+                if s.ended:
+                    self.on_trial_complete(t, s.result)
+
+    def _forget(self, trial_id: str) -> None:
+        if trial_id in self.cell_of:
+            self.studies[self.cell_of.pop(trial_id)].on_trial_complete(trial_id, None, error=True)
+        else:
+            self.races.release(trial_id)
+        self.given.pop(trial_id, None)
+        self.open.discard(trial_id)
 
 
 class VerifySearch(Searcher):

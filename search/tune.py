@@ -186,6 +186,7 @@ def run(space: Space, opts: Options) -> dict:
     if opts.resume:
         tuner = experiment.restore(folder, EXPERIMENT, per_trial)
         searcher, scheduler = restored_parts(tuner)
+        searcher.saved = experiment.saved_trials(folder, EXPERIMENT)  # reconciled in restore()
         # Tune restores the searcher's saved state inside fit(); its restore() keeps this clock
         # object and this limit, and takes the time spent from the saved state.
         if space.budget.time_s is not None:  # a new --time-budget: the whole search's, again

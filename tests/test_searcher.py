@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -107,10 +108,12 @@ def test_unsolved_runs_rank_after_every_solved_one_closest_first():
 # -- the search's verification, its budgets, its warm start ------------------------------------
 
 
-def kill_when(path: Path, tmp_path: Path, marker: str, saved: bool = False) -> str:
+def kill_when(
+    path: Path, tmp_path: Path, marker: str, saved: bool = False, until=lambda: True
+) -> str:
     """Start ``adder search path``, SIGKILL its whole process group once its log shows
     ``marker`` (and, with ``saved``, once Tune's saved state, what --resume reads, holds the end
-    of every search trial the log says ended); return the log."""
+    of every search trial the log says ended; and once ``until()`` holds); return the log."""
     log_path = tmp_path / f"{path.stem}.first.err"
     log = open(log_path, "w")  # noqa: SIM115  (outlives the kill below)
     driver = subprocess.Popen(
@@ -123,7 +126,7 @@ def kill_when(path: Path, tmp_path: Path, marker: str, saved: bool = False) -> s
     while time.monotonic() < deadline and driver.poll() is None:
         log_text = log_path.read_text()
         ended = set(re.findall(r"^\[\d+/\d+\] \S+ (\S+) ended", log_text, re.M))
-        if marker in log_text and (not saved or ended <= saved_ends(experiment)):
+        if marker in log_text and (not saved or ended <= saved_ends(experiment)) and until():
             break
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGSTOP)  # frozen, so that it is checked mid-search, then killed
@@ -133,6 +136,131 @@ def kill_when(path: Path, tmp_path: Path, marker: str, saved: bool = False) -> s
     driver.wait()
     log.close()
     return log_path.read_text()
+
+
+# -- --resume from a searcher state and a Tune state of different moments ----------------------
+# Tune copies its experiment state and the searcher's to the results folder one file after the
+# other, in the background: a driver killed in between leaves them from different moments. The
+# searcher reconciles on restore (PerCellSearch.reconcile); these drive it without Ray running.
+
+
+def _search(tmp_path: Path):
+    from search.searcher import PerCellSearch
+    from search.space import load_space
+
+    s = PerCellSearch(load_space(space(tmp_path, trials=3)))
+    s.set_max_concurrency(2)
+    return s
+
+
+def _verified(seed: int) -> dict:
+    return {"exact_match_3": 1.0, "exact_match_5": 1.0, "solved_gflop": 5.0, "gflop": 6.0,
+            "step": 300, "seed": seed}  # fmt: skip
+
+
+def _searched_and_racing(tmp_path: Path):
+    """A searcher whose 3 search trials ended and whose race handed out seed 0 to both
+    candidates: (searcher, the two verification runs' ids)."""
+    s = _search(tmp_path)
+    assert s.suggest("s1") and s.suggest("s2") and s.suggest("s3") is None  # 2 at a time
+    s.on_trial_complete("s1", {"cost_to_solve": 5.0, "params": 1})
+    assert s.suggest("s3")
+    for t, cost in (("s2", 7.0), ("s3", 9.0)):
+        s.on_trial_complete(t, {"cost_to_solve": cost, "params": 1})
+    v1, v2 = s.suggest("v1"), s.suggest("v2")
+    assert [(v["verify_of"], v["seed"]) for v in (v1, v2)] == [("s1", 10_000), ("s2", 10_000)]
+    return s, v1, v2
+
+
+def _resumed(tmp_path: Path, state: Path, saved: dict):
+    s = _search(tmp_path)
+    s.saved = saved
+    s.restore(str(state))
+    return s
+
+
+def _runs(s, candidate: str) -> list[int]:
+    (c,) = [c for c in s.races.races["lstm"].candidates if c.trial_id == candidate]
+    return sorted(c.runs)
+
+
+def test_resume_takes_a_run_that_tune_saved_as_ended_and_the_searcher_did_not(tmp_path):
+    from search.experiment import Saved
+
+    s, v1, v2 = _searched_and_racing(tmp_path)
+    s.save(str(tmp_path / "older.pkl"))  # the searcher's state before v1 ended
+    searched = {t: Saved(True, dict(s.ended[t]), s.given[t]) for t in ("s1", "s2", "s3")}
+    tune = {**searched, "v1": Saved(True, _verified(10_000), v1), "v2": Saved(False, {}, v2)}
+    r = _resumed(tmp_path, tmp_path / "older.pkl", tune)
+    assert _runs(r, "s1") == [0] and r.open == {"v2"}  # red without reconcile: v1 never ends
+    nxt = r.suggest("v3")
+    assert (nxt["verify_of"], nxt["seed"]) == ("s1", 10_001)  # the race goes on from there
+
+
+def test_resume_offers_again_a_seed_handed_out_after_tunes_saved_state(tmp_path):
+    from search.experiment import Saved
+
+    s, v1, v2 = _searched_and_racing(tmp_path)
+    s.on_trial_complete("v1", _verified(10_000))
+    v3 = s.suggest("v3")  # s1's seed 1, handed out after Tune's state below was saved
+    s.save(str(tmp_path / "newer.pkl"))
+    searched = {t: Saved(True, dict(s.ended[t]), s.given[t]) for t in ("s1", "s2", "s3")}
+    tune = {**searched, "v1": Saved(True, _verified(10_000), v1), "v2": Saved(False, {}, v2)}
+    r = _resumed(tmp_path, tmp_path / "newer.pkl", tune)
+    assert r.open == {"v2"} and "v3" not in r.given  # red without reconcile: v3 never ends
+    again = r.suggest("v4")
+    assert (again["verify_of"], again["seed"]) == (v3["verify_of"], v3["seed"])
+
+
+def test_resume_takes_tunes_run_the_searcher_never_handed_out_as_that_seeds_run(tmp_path):
+    from search.experiment import Saved
+
+    s, v1, v2 = _searched_and_racing(tmp_path)
+    s.save(str(tmp_path / "older.pkl"))
+    s.on_trial_complete("v1", _verified(10_000))
+    v3 = s.suggest("v3")  # handed out after the searcher's state was saved, not after Tune's
+    searched = {t: Saved(True, dict(s.ended[t]), s.given[t]) for t in ("s1", "s2", "s3")}
+    tune = {**searched, "v1": Saved(True, _verified(10_000), v1), "v2": Saved(False, {}, v2),
+            "v3": Saved(True, _verified(10_001), v3)}  # fmt: skip
+    r = _resumed(tmp_path, tmp_path / "older.pkl", tune)
+    assert _runs(r, "s1") == [0, 1] and r.open == {"v2"}  # not run a second time
+    assert r.suggest("v4") is None  # s1 is a round ahead: the race waits for v2
+
+
+def test_resume_takes_tunes_runs_for_a_race_the_searcher_had_not_started(tmp_path):
+    from search.experiment import Saved
+
+    s = _search(tmp_path)
+    s.set_max_concurrency(3)  # all three search trials at once, then the race
+    for t in ("s1", "s2", "s3"):
+        assert s.suggest(t)
+    for t, cost in (("s1", 5.0), ("s2", 7.0), ("s3", 9.0)):
+        s.on_trial_complete(t, {"cost_to_solve": cost, "params": 1})
+    s.save(str(tmp_path / "older.pkl"))  # every search trial ended, the race not started
+    v1, v2 = s.suggest("v1"), s.suggest("v2")
+    searched = {t: Saved(True, dict(s.ended[t]), s.given[t]) for t in ("s1", "s2", "s3")}
+    tune = {**searched, "v1": Saved(True, _verified(10_000), v1), "v2": Saved(False, {}, v2)}
+    r = _resumed(tmp_path, tmp_path / "older.pkl", tune)
+    r.set_max_concurrency(3)
+    assert r.strays.keys() == {"v1", "v2"}
+    r.on_trial_complete("v2", _verified(10_000))  # ends before the race starts here
+    nxt = r.suggest("v3")  # the race starts, takes v1 and v2 as the seeds they ran
+    assert (nxt["verify_of"], nxt["seed"]) == ("s1", 10_001) and not r.strays
+    assert _runs(r, "s1") == [0] and _runs(r, "s2") == [0]
+
+
+def test_resume_fails_a_search_trial_tune_never_saved_and_hands_its_slot_out_again(tmp_path):
+    from search.experiment import Saved
+
+    s = _search(tmp_path)
+    first, _ = s.suggest("s1"), s.suggest("s2")
+    s.save(str(tmp_path / "newer.pkl"))
+    tune = {"s1": Saved(False, {}, first)}  # s2 was handed out after Tune's state was saved
+    r = _resumed(tmp_path, tmp_path / "newer.pkl", tune)
+    assert r.open == {"s1"} and "s2" not in r.cell_of
+    states = [t.state for t in r.optuna_studies()["lstm"].get_trials()]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert r.suggest("s3") and r.suggest("s4") is None  # s2's slot, then the limit of 2
 
 
 def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
@@ -153,6 +281,43 @@ def test_resume_after_a_kill_during_verification_finishes_the_race(tmp_path):
     assert len(runs) == len(set(runs)), "a verification run was run twice"
     assert len(runs) == sum(len(c["seeds"]) for c in best["candidates"])
     assert all(r["status"] in ("completed", "stopped") for r in verify_rows)
+
+
+def test_resume_from_a_searcher_state_older_than_tunes_finishes_the_race(tmp_path):
+    # Killed once Tune's saved state holds a verification run's end; the searcher's saved state
+    # is then put back to before that end (as a kill between the two files' copies leaves it):
+    # the resume takes the run's end from Tune's state, and the race finishes, no run twice.
+    path = space(tmp_path, trials=3)
+    experiment = tmp_path / "race" / "tune"
+
+    def verify_ended() -> set[str]:
+        runs = {p.name.split("_v_")[1] for p in experiment.glob("lstm_v_*")}
+        return runs & saved_ends(experiment)
+
+    kill_when(path, tmp_path, "[verify 1]", until=lambda: bool(verify_ended()))
+    (state_file,) = experiment.glob("searcher-state-*.pkl")
+    state = pickle.loads(state_file.read_bytes())
+    races, undone = state["races"], []
+    for run in verify_ended():
+        config = json.loads((next(experiment.glob(f"lstm_v_{run}")) / "params.json").read_text())
+        j = config["seed"] - races.seed_base
+        c = next(c for c in races.races["lstm"].candidates if c.trial_id == config["verify_of"])
+        if c.runs.pop(j, None) is not None:  # recorded: as if the searcher's state were older
+            races.run_of[run] = ("lstm", c.trial_id, j)
+            undone.append(run)
+    assert undone
+    state_file.write_bytes(pickle.dumps(state))
+
+    p = adder("search", path, "--results", tmp_path, "--wandb", "disabled", "--resume",
+              timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    board = json.loads((tmp_path / "race" / "leaderboard.json").read_text())
+    best = board["cells"]["lstm"]
+    assert board["partial"] is False and best["verify"]["seeds"] == [10_000, 10_001]
+    runs = [(r["verify_of"], r["config/seed"]) for r in rows(tmp_path / "race")
+            if r["stage"] == "verify"]  # fmt: skip
+    assert len(runs) == len(set(runs)), "a verification run was run twice"
+    assert len(runs) == sum(len(c["seeds"]) for c in best["candidates"])
 
 
 def test_time_budget_stops_a_real_search_and_writes_a_partial_leaderboard(tmp_path):
