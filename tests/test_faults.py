@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tune_state import staged
 
 try:
     import psutil
@@ -135,12 +136,15 @@ def max_steps(trial_dir: Path) -> int:
     return STEPS[trial_dir.name.split("_")[0]]
 
 
-def mid_trial(folder: Path, ok=lambda r: True) -> tuple[Path, dict] | None:
-    """A trial with a checkpoint (two results) and at least a fifth of its steps still to go."""
-    for trial_dir in trial_dirs(folder):
+def mid_trial(folder: Path, driver, ok=lambda r: True) -> tuple[Path, dict] | None:
+    """A trial with a checkpoint (two results) and at least a fifth of its steps still to go, as
+    the driver has taken its results (from its staging folder: the copy in the results folder
+    may lag, and a trial seen half-way there had ended, seen in CI); its folder in the results."""
+    staging = staged(driver.pid)
+    for trial_dir in sorted(staging.glob("*_*")) if staging else []:
         rs = results(trial_dir)
         if len(rs) >= 2 and rs[-1]["step"] <= 0.8 * max_steps(trial_dir) and ok(rs[-1]):
-            return trial_dir, rs[-1]
+            return folder / "tune" / trial_dir.name, rs[-1]
     return None
 
 
@@ -244,7 +248,8 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     driver = start(tmp_path, space, "--results", tmp_path, "--wandb", "offline", env=env)
     folder = tmp_path / "faults"
     try:
-        trial_dir, last = frozen_when("a trial half-way", lambda: mid_trial(folder), driver)
+        half_way = lambda: mid_trial(folder, driver)  # noqa: E731
+        trial_dir, last = frozen_when("a trial half-way", half_way, driver)
         worker = psutil.Process(last["pid"])  # Tune puts the trial's worker pid in each result
         tree = descendants(driver.pid)
         assert worker in tree
@@ -307,9 +312,8 @@ def test_killed_worker_node_moves_its_trials_to_the_survivor(tmp_path, two_nodes
     folder = tmp_path / "faults"
     try:
         on_worker = lambda r: r["node_id"] == worker_id  # noqa: E731
-        trial_dir, last = frozen_when(
-            "a trial half-way on the worker node", lambda: mid_trial(folder, on_worker), driver
-        )
+        half_way = lambda: mid_trial(folder, driver, on_worker)  # noqa: E731
+        trial_dir, last = frozen_when("a trial half-way on the worker node", half_way, driver)
         cluster.remove_node(worker, allow_graceful=False)  # its raylet and workers: killed
         os.kill(driver.pid, signal.SIGCONT)
         rc = finish(driver)
@@ -344,7 +348,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_search(tmp_path):
             for line in (tmp_path / "search.err").read_text().splitlines()
             if line.startswith("[")
         ]
-        return ended if ended and mid_trial(folder) else None
+        return ended if ended and mid_trial(folder, driver) else None
 
     try:
         frozen_when("one trial ended, another half-way", one_ended_others_running, driver)

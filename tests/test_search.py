@@ -227,10 +227,23 @@ def test_resume_after_driver_killed(tmp_path):
             break
         time.sleep(0.5)
     assert driver.poll() is None and len(ended) >= 2, "the search ended before it could be killed"
-    # killed once the saved experiment state (what --resume reads) holds those trials' ends; the
-    # rnn's trials, five times the gru's, keep the search going meanwhile, and the driver is
-    # frozen (SIGSTOP) before it is checked to be mid-search and killed
-    while driver.poll() is None and not set(ended) <= saved_ends(folder / "tune"):
+    # killed once the saved experiment state (what --resume reads) holds those trials' ends, and
+    # their result.json in the results folder their last step (Tune writes both on the driver and
+    # copies them there in the background: a kill before the copy leaves a shorter file, seen in
+    # CI); the rnn's trials, five times the gru's, keep the search going meanwhile, and the
+    # driver is frozen (SIGSTOP) before it is checked to be mid-search and killed
+    last = {"gru": 400, "rnn": 2000}
+    cells = {w[2]: w[1] for w in map(str.split, text.splitlines()) if w and w[0].startswith("[")}
+
+    def copied(trial_id: str) -> bool:
+        path = folder / "tune" / f"{cells[trial_id]}_{trial_id}" / "result.json"
+        done = f'"step": {last[cells[trial_id]]},'
+        return path.exists() and done in (path.read_text().splitlines() or [""])[-1]
+
+    def saved() -> bool:
+        return set(ended) <= saved_ends(folder / "tune") and all(map(copied, ended))
+
+    while driver.poll() is None and not saved():
         assert time.monotonic() < deadline, "the ended trials were never saved"
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGSTOP)
@@ -262,8 +275,8 @@ def test_resume_after_driver_killed(tmp_path):
         steps = result_steps(folder, t["cell"], t["trial_id"])
         # it may repeat the evaluations after its last saved checkpoint, never start over
         first_seen = list(dict.fromkeys(steps))
-        last = {"gru": 400, "rnn": 2000}[t["cell"]]
-        assert steps[-1] == last and steps.count(25) == 1 and first_seen == sorted(first_seen)
+        assert steps[-1] == last[t["cell"]] and steps.count(25) == 1
+        assert first_seen == sorted(first_seen)
     url = f"sqlite:///{folder / 'optuna.db'}"
     for cell in ("gru", "rnn"):
         study = optuna.load_study(study_name=f"resumable-{cell}", storage=url)
