@@ -26,7 +26,7 @@ from search._internals import optuna_study
 from search.clock import Clock
 from search.metrics import rank_key, sort_value
 from search.racing import SEED_BASE, VERIFY_KEYS, Candidate, Race, run_figures
-from search.space import Sampler, Space, Verify
+from search.space import Sampler, Space, Verify, distributions
 from search.studies import SAMPLERS
 
 
@@ -147,6 +147,7 @@ class PerCellSearch(Searcher):
         self.open: set[str] = set()  # trials handed out whose end has not come
         self.saved = None  # --resume: Tune's saved trials, to reconcile with (see restore)
         self.strays: dict[str, Any] = {}  # Tune's verification runs for races not started here
+        self.foreign: set[str] = set()  # Tune's search trials not handed out here, still running
         self.races = (
             Races(space.verify, space.verify_digits(), space.metric, space.mode)
             if space.verify
@@ -289,7 +290,9 @@ class PerCellSearch(Searcher):
     # -- what Tune tells us -------------------------------------------------------------------
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.cell_of and trial_id not in self.ended and self.metric in result:
+        if trial_id in self.foreign or trial_id in self.ended or trial_id not in self.cell_of:
+            return
+        if self.metric in result:
             self.studies[self.cell_of[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -303,7 +306,10 @@ class PerCellSearch(Searcher):
             return
         if trial_id in self.cell_of and trial_id not in self.ended:
             cell = self.cell_of[trial_id]
-            self.studies[cell].on_trial_complete(trial_id, result, error)
+            if trial_id in self.foreign:
+                self._tell_foreign(cell, trial_id, result, error)
+            else:
+                self.studies[cell].on_trial_complete(trial_id, result, error)
             self.ended[trial_id] = {} if error or not result else dict(result)
             self._maybe_check(cell, trial_id)
 
@@ -350,7 +356,7 @@ class PerCellSearch(Searcher):
         for cell, d in state.pop("studies").items():
             self.studies[cell].__dict__.update(d)
         clock = self.clock  # the limit this invocation set; the scheduler shares this object
-        self.strays = {}  # a state saved before strays existed has none
+        self.strays, self.foreign = {}, set()  # a state saved before they existed has none
         self.__dict__.update(state)
         clock.carry_on(self.clock)
         self.clock = clock
@@ -377,10 +383,9 @@ class PerCellSearch(Searcher):
           verification run's seed is offered again;
         - else Tune runs it (again), and its end comes as usual.
 
-        A verification run Tune holds that was never handed out here (Tune's state the newer)
-        is taken as its seed's run, not run a second time; if its race has not started here,
-        once it starts. (A search trial Tune holds and this searcher never handed out is not
-        taken: its cell's quota hands out another.)
+        A trial Tune holds that was never handed out here (Tune's state the newer) is taken: a
+        search trial counts in its cell's quota and its end goes to its study, a verification
+        run is its seed's run (at once, or when its race starts), so that none runs twice.
         """
         self.open = self._unended()
         for t in sorted(self.open):
@@ -393,6 +398,32 @@ class PerCellSearch(Searcher):
                            if t not in self.given and "verify_of" in s.config}  # fmt: skip
             for cell in list(self.races.races):
                 self._adopt(cell)
+        for t, s in saved.items():
+            cell = s.config.get("cell")
+            if t not in self.given and "verify_of" not in s.config and cell in self.studies:
+                self.cell_of[t], self.given[t] = cell, s.config
+                self.foreign.add(t)
+                self.open.add(t)
+                if s.ended:
+                    self.on_trial_complete(t, s.result)
+
+    def _tell_foreign(self, cell: str, trial_id: str, result: dict | None, error: bool) -> None:
+        """A search trial its study never handed out ended: added to the study, as a warm
+        start's trials are (OptunaSearch knows only the trials it asked for)."""
+        import optuna
+
+        self.foreign.discard(trial_id)
+        value = (result or {}).get(self.metric)
+        done = not error and isinstance(value, (int, float)) and math.isfinite(value)
+        dists = distributions(self.space.params, cell)
+        optuna_study(self.studies[cell]).add_trial(
+            optuna.trial.create_trial(
+                params={k: self.given[trial_id][k] for k in dists},
+                distributions=dists,
+                value=value if done else None,
+                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
+            )
+        )
 
     def _adopt(self, cell: str) -> None:
         """Take the strays of ``cell``'s race that it has a seed for (Races.adopt)."""

@@ -249,6 +249,29 @@ def test_resume_takes_tunes_runs_for_a_race_the_searcher_had_not_started(tmp_pat
     assert _runs(r, "s1") == [0] and _runs(r, "s2") == [0]
 
 
+def test_resume_takes_tunes_search_trials_the_searcher_never_handed_out(tmp_path):
+    from search.experiment import Saved
+
+    s = _search(tmp_path)
+    first, second = s.suggest("s1"), s.suggest("s2")
+    s.save(str(tmp_path / "older.pkl"))
+    s.on_trial_complete("s1", {"cost_to_solve": 5.0, "params": 1})
+    third = s.suggest("s3")  # handed out after the searcher's state was saved
+    s.on_trial_complete("s3", {"cost_to_solve": 3.0, "params": 1})
+    fourth = {**third, "hidden": 30}  # as if Tune's state were newer by one more hand-out
+    tune = {"s1": Saved(True, {"cost_to_solve": 5.0, "params": 1}, first),
+            "s2": Saved(False, {}, second), "s3": Saved(True, {"cost_to_solve": 3.0}, third),
+            "s4": Saved(False, {}, fourth)}  # fmt: skip
+    r = _resumed(tmp_path, tmp_path / "older.pkl", tune)
+    r.set_max_concurrency(3)
+    assert r.open == {"s2", "s4"} and r.ended["s3"]["cost_to_solve"] == 3.0
+    r.on_trial_result("s4", {"cost_to_solve": 9.0, "step": 25})  # no Optuna trial: ignored
+    r.on_trial_complete("s4", {"cost_to_solve": 4.0, "params": 1})
+    assert r.suggest("s5") is None  # no more search trials (a quota of 3), s2 still runs
+    values = sorted(t.value for t in r.optuna_studies()["lstm"].get_trials() if t.value)
+    assert values == [3.0, 4.0, 5.0]  # s3 and s4 in the study beside s1
+
+
 def test_resume_fails_a_search_trial_tune_never_saved_and_hands_its_slot_out_again(tmp_path):
     from search.experiment import Saved
 
