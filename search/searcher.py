@@ -144,7 +144,6 @@ class PerCellSearch(Searcher):
         self.cell_of: dict[str, str] = {}  # search trial -> its cell
         self.given: dict[str, dict[str, Any]] = {}  # every trial -> the config it was given
         self.ended: dict[str, dict[str, Any]] = {}  # search trial -> its final result ({}: failed)
-        self.open: set[str] = set()  # trials handed out whose end has not come
         self.saved = None  # --resume: Tune's saved trials, to reconcile with (see restore)
         self.strays: dict[str, Any] = {}  # Tune's verification runs for races not started here
         self.foreign: set[str] = set()  # Tune's search trials not handed out here, still running
@@ -191,7 +190,6 @@ class PerCellSearch(Searcher):
 
     def _give(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
         self.given[trial_id] = config
-        self.open.add(trial_id)
         return config
 
     def _cell(self, trial_id: str) -> str:
@@ -296,7 +294,6 @@ class PerCellSearch(Searcher):
             self.studies[self.cell_of[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        self.open.discard(trial_id)
         if trial_id in self.strays:  # ended before its race started: taken when it starts
             stray = self.strays[trial_id]
             self.strays[trial_id] = dataclasses.replace(stray, ended=True, result=result or {})
@@ -362,10 +359,9 @@ class PerCellSearch(Searcher):
         self.clock = clock
         if self.saved is not None:
             self.reconcile(self.saved)
-        else:
-            self.open = self._unended()
 
-    def _unended(self) -> set[str]:
+    @property
+    def open(self) -> set[str]:
         """The trials handed out whose end this searcher has not had."""
         runs = set(self.races.run_of) if self.races is not None else set()
         return {t for t in self.cell_of if t not in self.ended} | runs
@@ -387,7 +383,6 @@ class PerCellSearch(Searcher):
         search trial counts in its cell's quota and its end goes to its study, a verification
         run is its seed's run (at once, or when its race starts), so that none runs twice.
         """
-        self.open = self._unended()
         for t in sorted(self.open):
             if t not in saved:
                 self._forget(t)
@@ -403,7 +398,6 @@ class PerCellSearch(Searcher):
             if t not in self.given and "verify_of" not in s.config and cell in self.studies:
                 self.cell_of[t], self.given[t] = cell, s.config
                 self.foreign.add(t)
-                self.open.add(t)
                 if s.ended:
                     self.on_trial_complete(t, s.result)
 
@@ -431,7 +425,6 @@ class PerCellSearch(Searcher):
             if s.config.get("cell") == cell and self.races.adopt(t, s.config):
                 del self.strays[t]
                 self.given[t] = s.config
-                self.open.add(t)
                 if s.ended:
                     self.on_trial_complete(t, s.result)
 
@@ -441,7 +434,6 @@ class PerCellSearch(Searcher):
         else:
             self.races.release(trial_id)
         self.given.pop(trial_id, None)
-        self.open.discard(trial_id)
 
 
 class VerifySearch(Searcher):
