@@ -49,6 +49,12 @@ def fail_running(study: Any) -> Any:
     return storage
 
 
+def patch_tune() -> None:
+    """Apply this project's two fixes to Tune (below), once per process, before any experiment."""
+    own_staging_folder()
+    survive_dead_cached_actors()
+
+
 def own_staging_folder() -> None:
     """Give this driver's Tune experiments a staging folder no other driver shares.
 
@@ -74,3 +80,32 @@ def own_staging_folder() -> None:
 
     __init__.own_staging = True
     StorageContext.__init__ = __init__
+
+
+def survive_dead_cached_actors() -> None:
+    """Retry a trial whose reused actor turns out dead, as any other failed trial is retried.
+
+    With ``reuse_actors``, Tune keeps a finished trial's actor to run the next trial. An actor
+    kept on a node that has since died fails the next trial's ``reset`` task, and Tune 2.60 takes
+    that one failure twice: once as the actor's (which requeues the trial, PENDING) and again as
+    the task's (a PENDING trial is not recovered: ERROR, whatever ``max_failures`` says). The
+    trial also stays marked as resetting, so it would never get a new actor. Seen in CI: a trial
+    started as a worker node was removed ended in ERROR at step 0. Here one failure (one exception
+    object) is handled once, and a failed trial is no longer resetting.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    handle = TuneController._trial_task_failure
+    if getattr(handle, "handled_once", False):
+        return
+
+    def _trial_task_failure(self, trial, exception):
+        state = trial.temporary_state  # not saved with the experiment
+        if getattr(state, "failure", None) is exception:
+            return  # the same failure, reported by the actor and by its task
+        state.failure = exception
+        self._resetting_trials.discard(trial)
+        handle(self, trial, exception)
+
+    _trial_task_failure.handled_once = True
+    TuneController._trial_task_failure = _trial_task_failure

@@ -16,7 +16,7 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.search import ConcurrencyLimiter
 
-from search._internals import own_staging_folder
+from search._internals import patch_tune
 from search.callbacks import ProgressCallback, WandbCallback
 from search.trainable import trainable
 
@@ -43,7 +43,7 @@ def build(
     callbacks: list | None = None,  # more, after ours (a benchmark's recorder)
 ) -> tune.Tuner:
     """A new experiment in ``folder/experiment``, driven by ``searcher`` and ``scheduler``."""
-    own_staging_folder()
+    patch_tune()
     mode, project, group = wandb
     return tune.Tuner(
         tune.with_resources(trainable, per_trial),
@@ -76,7 +76,7 @@ def build(
 
 def restore(folder: Path, experiment: str, per_trial: dict[str, float]) -> tune.Tuner:
     """The experiment in ``folder/experiment`` as it was saved, to run on to its end."""
-    own_staging_folder()
+    patch_tune()
     return tune.Tuner.restore(
         str(folder / experiment),
         trainable=tune.with_resources(trainable, per_trial),

@@ -271,6 +271,83 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     assert (session / "logs").is_dir() and not grep_tree(session, FAKE_KEY)
 
 
+# -- a reused actor found dead --------------------------------------------------------------------
+
+DEAD_CACHED_ACTOR = """
+import json, os, signal, sys, time
+from ray import tune
+from search._internals import patch_tune
+from search.tune import connect
+
+class Count(tune.Trainable):
+    def setup(self, config):
+        self.i = 0
+    def step(self):
+        self.i += 1
+        return {"i": self.i, "pid": os.getpid(), "done": self.i >= 3}
+    def save_checkpoint(self, folder):
+        return {"i": self.i}
+    def load_checkpoint(self, state):
+        self.i = state["i"]
+    def reset_config(self, config):
+        self.i = 0
+        return True
+
+def gone(pid):  # dead, or a zombie its raylet has not reaped yet
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+class KillFirstActor(tune.Callback):  # once its trial ends, before Tune hands it to the next
+    pid, recovered = None, []
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.pid = self.pid or result["pid"]
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.pid and not self.recovered and not gone(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            while not gone(self.pid):
+                time.sleep(0.01)
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.recovered.append(trial.trial_id)
+
+if sys.argv[2] == "patched":
+    patch_tune()
+connect(None)
+killer = KillFirstActor()
+grid = tune.Tuner(
+    Count,
+    param_space={"x": tune.grid_search([1, 2, 3])},
+    tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+    run_config=tune.RunConfig(
+        storage_path=sys.argv[1], name="dead", verbose=0, callbacks=[killer],
+        failure_config=tune.FailureConfig(max_failures=1),
+    ),
+).fit()
+print(json.dumps({"recovered": killer.recovered, "errors": grid.num_errors,
+                  "ends": sorted(r.metrics.get("i") for r in grid)}))
+"""
+
+
+def test_trial_on_a_dead_reused_actor_is_retried_not_errored(tmp_path):
+    """Trials reuse a finished trial's actor. One on a node that has since died (here: its
+    process killed while kept for reuse) fails the next trial's start; that trial is retried
+    once like any failed trial, not errored outright (Tune 2.60 alone takes the one failure
+    twice: ERROR whatever max_failures says; seen in CI as a worker node was removed)."""
+    p = subprocess.run(
+        [sys.executable, "-c", DEAD_CACHED_ACTOR, str(tmp_path), "patched"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(out["recovered"]) == 1, out  # the actor was dead when the next trial got it
+    assert out["errors"] == 0 and out["ends"] == [3, 3, 3], out
+
+
 # -- a node of the cluster killed -----------------------------------------------------------------
 
 
