@@ -1,7 +1,8 @@
 """The private parts of Ray Tune and Optuna this project relies on, in one place, each with why.
 
 When an upgrade of Ray or Optuna moves one of them, this is the file to fix; tests/test_search.py
-(resume, the snapshot on a trial's end) and tests/test_racing.py go red first.
+(resume, the snapshot on a trial's end), tests/test_racing.py and tests/test_faults.py (a dead
+reused actor) go red first.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 from adder.config import CELLS, TrainConfig
 from search.layout import EXPERIMENT, LEADERBOARD_JSON, LEADERBOARD_MD, OPTUNA_DB, TRIALS_CSV
-from search.metrics import KEPT, rank_key
+from search.metrics import KEPT, UNSOLVED, rank_key
 from search.racing import Race, summary
 
 
@@ -210,7 +210,7 @@ def table_rows(board: dict[str, Any]) -> list[list[Any]]:
                 cell,
                 "yes" if verified else ("no" if "verify" in b else "-"),
                 b.get("search_rank", 1),
-                b.get("cost_to_solve"),
+                _cost(b.get("cost_to_solve")),
                 b.get("exact_match"),
                 b.get("solved_step"),
                 b.get("params"),
@@ -223,6 +223,11 @@ def table_rows(board: dict[str, Any]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def _cost(v: Any) -> Any:
+    """A cost to solve as the tables show it: none for an unsolved run (UNSOLVED + its loss)."""
+    return None if isinstance(v, (int, float)) and v >= UNSOLVED else v
 
 
 def _fmt(v: Any) -> str:

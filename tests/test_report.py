@@ -147,3 +147,18 @@ def test_leaderboard_names_the_settings_that_differ_from_the_cells_defaults():
     board = {"cells": {"transformer": {"config": tuned, "trial_id": "t1"}}}
     (row,) = table_rows(board)
     assert row[COLUMNS.index("other settings")] == "heads 2, ema 0.998, nines 0.2"
+
+
+def test_leaderboard_shows_no_cost_for_an_unsolved_answer_not_the_sentinel():
+    from search.metrics import UNSOLVED
+    from search.results import COLUMNS, table_rows
+
+    config = {"cell": "gru", "layers": 1}
+    board = {
+        "cells": {
+            "gru": {"config": config, "trial_id": "t1", "cost_to_solve": UNSOLVED + 0.07},
+            "rnn": {"config": {**config, "cell": "rnn"}, "trial_id": "t2", "cost_to_solve": 41.5},
+        }
+    }
+    costs = [row[COLUMNS.index("cost_to_solve (GFLOP)")] for row in table_rows(board)]
+    assert costs == [None, 41.5]  # leaderboard.md and adder report: "-"
