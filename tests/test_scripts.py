@@ -71,6 +71,28 @@ def test_fresh_seeds_passes_a_seed_only_at_both_lengths_and_refuses_a_bad_spec()
     assert "Traceback" not in out.stderr
 
 
+def test_generalize_variant_changes_the_setting_and_refuses_a_bad_one():
+    import subprocess
+    import sys
+
+    import pytest
+
+    generalize = load("generalize")
+    d = generalize.variant("weight_decay=0.5,steps=8000")
+    assert (d["weight_decay"], d["steps"], d["hidden"], d["train_digits"]) == (0.5, 8000, 128, 2)
+    bad_ones = {"weight_decay=-1": "weight_decay", "stepz=3": "stepz", "steps": "steps"}
+    for bad, named in bad_ones.items():
+        with pytest.raises(ValueError, match=named):
+            generalize.variant(bad)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "generalize.py"), "--variant", "steps=8000",
+         "--variant", "hidden=wide"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "hidden = 'wide'" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not out.stdout  # refused before any run
+
+
 def test_stop_rules_criterion_stops_where_train_does():
     # stop_rules.py puts each set of weights to adder.train.SolveRule: replayed on a real run's
     # evaluations it must solve at train()'s step, here after confirmations that failed
