@@ -12,7 +12,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +252,25 @@ def train(
     ``resume`` is a state from ``checkpoint()`` (or ``load_checkpoint``): the run continues from
     it exactly as an uninterrupted run would (on CPU; CUDA kernels are not all deterministic).
     """
+    evaluations, stop = run(cfg, resume=resume), None
+    try:
+        while True:
+            metrics, checkpoint, _ = evaluations.send(stop)
+            stop = report(metrics, checkpoint) if report else False
+    except StopIteration as end:
+        return end.value
+
+
+Evaluation = tuple[dict[str, Any], Callable[[], dict[str, Any]], bool]
+
+
+def run(
+    cfg: TrainConfig, *, resume: dict[str, Any] | None = None
+) -> Generator[Evaluation, bool | None, dict[str, Any]]:
+    """``train`` as a generator: yields ``(metrics, checkpoint, last)`` at every evaluation
+    (``last``: the run ends there, solved, diverged or out of steps), takes whether to stop there
+    (``send(True)``), and returns the summary. Several runs can so be stepped side by side, one
+    evaluation at a time (search.trainable: the seeds of one trial)."""
     device = resolve_device(cfg.device)
     model, opt, sched = build(cfg, device)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -269,6 +288,8 @@ def train(
                 average.model, {"model": resume.get("average", resume["model"])}, "checkpoint"
             )
         step, rule = resume["step"], SolveRule.restored(cfg, resume)
+
+    rng = _global_rng(device)  # torch's global generator (dropout) as this run left it
 
     def evaluated() -> Adder:  # what is evaluated, reported and kept
         return average.model if average and step >= average.window else model
@@ -290,7 +311,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
                 "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": rng[0],
             }
         )
 
@@ -356,8 +377,11 @@ def train(
         }
         if confirmed is not None:
             summary["confirm_exact_match"] = confirmed
-        stop = report(dict(summary), checkpoint) if report else False
-        if stop or diverged or (cfg.stop_when_solved and solved_step is not None):
+        last = diverged or (cfg.stop_when_solved and solved_step is not None) or step >= cfg.steps
+        rng = _global_rng(device)  # the run's own: runs stepped side by side share torch's
+        stop = yield dict(summary), checkpoint, last
+        _global_rng(device, rng)
+        if stop or last:
             break
         loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
 
@@ -373,6 +397,17 @@ def train(
     )
     summary["loss"] = summary.get("val_loss", math.nan)
     return summary
+
+
+def _global_rng(device: torch.device, state: tuple | None = None) -> tuple:
+    """Get (or, given ``state``, set) torch's global generator state: CPU, and the device's."""
+    cuda = device.type == "cuda"
+    if state is not None:
+        torch.set_rng_state(state[0])
+        if cuda:
+            torch.cuda.set_rng_state(state[1], device)
+        return state
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None
 
 
 # -- checkpoints: plain tensors and dicts, loadable with weights_only=True ---------------------

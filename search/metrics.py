@@ -36,17 +36,28 @@ TABLE = (
     Metric("val_loss", "cross-entropy on the held-out test-length sums", "min", kept=True),
     Metric("digit_acc", "share of sum digits right, test-length sums", "max", kept=True),
     Metric(
-        "exact_match", "share of sums with every digit right, test-length sums", "max", True, True
+        "exact_match",
+        "share of sums with every digit right, test-length sums (several seeds: the worst)",
+        "max",
+        True,
+        True,
     ),
+    Metric("mean_exact_match", "exact_match averaged over a trial's seeds (budget.trial_seeds)"),
     Metric("iid_val_loss", "held-out loss at the training length", "min"),
     Metric("iid_digit_acc", "digit accuracy at the training length", "max"),
     Metric("iid_exact_match", "exact-match at the training length", "max", kept=True),
     Metric("train_loss", "mean training loss since the last evaluation"),
     Metric("samples_per_s", "training problems per second since the last evaluation"),
     Metric("lr", "learning rate at this step"),
-    Metric("solved_step", "first step at which the run met the solve criterion", kept=True),
-    Metric("solved_gflop", "training GFLOP at solved_step", kept=True),
-    Metric("gflop", "training GFLOP so far (analytic: adder.models.train_flops)", kept=True),
+    Metric(
+        "solved_step",
+        "first step at which the run (every seed of it) met the solve criterion",
+        kept=True,
+    ),
+    Metric("solved_gflop", "training GFLOP at solved_step (all its seeds together)", kept=True),
+    Metric(
+        "gflop", "training GFLOP so far, all seeds (analytic: adder.models.train_flops)", kept=True
+    ),
     Metric("confirm_exact_match", "exact-match on the longer confirmation set"),
     Metric("params", "trainable parameters", kept=True),
 )

@@ -26,7 +26,7 @@ from search._internals import optuna_study
 from search.clock import Clock
 from search.metrics import rank_key, sort_value
 from search.racing import SEED_BASE, VERIFY_KEYS, Candidate, Race, run_figures
-from search.space import Sampler, Space, Verify, distributions
+from search.space import TRIAL_SEEDS, Sampler, Space, Verify, distributions
 from search.studies import SAMPLERS
 
 
@@ -59,8 +59,9 @@ class Races:
             return None
         candidate, j = nxt
         self.run_of[trial_id] = (cell, candidate.trial_id, j)
-        return {
-            **candidate.config,
+        setting = {k: v for k, v in candidate.config.items() if k != TRIAL_SEEDS}
+        return {  # one fresh seed per run, however many a search trial trained
+            **setting,
             "seed": self.seed_base + j,
             "verify_digits": self.digits,
             "verify_n": self.verify.n,
@@ -213,7 +214,12 @@ class PerCellSearch(Searcher):
         if sampled is None:
             return None
         self.cell_of[trial_id] = cell
-        return {**self.space.base_config(cell), **sampled}
+        seeds = self.space.budget.trial_seeds
+        return {
+            **self.space.base_config(cell),
+            **sampled,
+            **({TRIAL_SEEDS: seeds} if seeds > 1 else {}),
+        }
 
     def _search_over(self, cell: str) -> bool:
         running = [t for t, c in self.cell_of.items() if c == cell and t not in self.ended]
@@ -272,7 +278,8 @@ class PerCellSearch(Searcher):
 
     def _time_to_verify(self) -> float:
         """Seconds to keep for verification under a time budget: per cell still to verify,
-        (top + seeds - 1) runs of its leading trials' median length, spread over the slots."""
+        (top + seeds - 1) runs of its leading trials' median length (a run is one of a trial's
+        ``trial_seeds``), spread over the slots."""
         if self.races is None or self.clock.limit_s is None:
             return 0.0
         v, need = self.space.verify, 0.0
@@ -283,7 +290,7 @@ class PerCellSearch(Searcher):
                     and self.cell_of.get(t) == cell]  # fmt: skip
             if secs:
                 need += (v.top + v.seeds - 1) * statistics.median(secs)
-        return need / max(1, self.slots)
+        return need / self.space.budget.trial_seeds / max(1, self.slots)
 
     # -- what Tune tells us -------------------------------------------------------------------
 

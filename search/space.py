@@ -20,6 +20,7 @@ from adder.config import CELL_FIELDS, CELLS, SOLVED, TrainConfig, field_type
 from adder.errors import UserError
 from search.metrics import OBJECTIVES
 
+TRIAL_SEEDS = "trial_seeds"  # a search trial's config key: its budget.trial_seeds, when > 1
 BUDGET_OWNS = ("steps", "eval_every", "stop_when_solved", "cell")  # not settable in fixed/params
 
 
@@ -59,6 +60,9 @@ class Budget:
     grace_gflop: float | dict[str, float] | None = None
     reduction_factor: float = 3.0
     stop_when_solved: bool = True
+    # training seeds of one search trial, side by side: it scores as its worst seed and costs
+    # them all (search.trainable.train_seeds); verification runs train one fresh seed each
+    trial_seeds: int = 1
     time_s: float | None = None  # the whole search, verification included
     target: float | None = None  # in the objective's unit: a cell stops once verified there
 
@@ -87,6 +91,7 @@ BUDGET_TYPES = {
     "grace_gflop": (float, dict),
     "reduction_factor": float,
     "stop_when_solved": bool,
+    "trial_seeds": int,
     "time_s": float,
     "target": float,
 }
@@ -422,6 +427,8 @@ def _check_space(s: Space) -> None:
         raise err("budget.target", "a target is reached by a verified candidate; expected verify")
     if not b.reduction_factor > 1:
         raise err("budget.reduction_factor", f"{b.reduction_factor!r} is invalid; expected > 1")
+    if b.trial_seeds < 1:
+        raise err("budget.trial_seeds", f"{b.trial_seeds!r} is invalid; expected an integer >= 1")
     if s.verify is not None:
         v = s.verify
         for key in ("top", "seeds", "n"):

@@ -406,6 +406,7 @@ PATHS = [
     ("objective", "metric"), ("objective", "mode"), ("objective", "goal"),
     ("budget", "max_steps"), ("budget", "eval_every"), ("budget", "grace_steps"),
     ("budget", "reduction_factor"), ("budget", "stop_when_solved"), ("budget", "patience"),
+    ("budget", "trial_seeds"),
     ("fixed", "train_digits"), ("fixed", "lr"), ("fixed", "steps"), ("fixed", "widht"),
     ("params", "hidden"), ("params", "hidden", "int"), ("params", "hidden", "log"),
     ("params", "lr", "float"), ("params", "lr", "step"), ("params", "lr", "cells"),

@@ -18,6 +18,9 @@ import optuna
 import pytest
 from tune_state import saved_ends
 
+from adder.config import TrainConfig
+from adder.models import train_flops
+
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("rnn", "lstm", "gru", "transformer")  # spaces/smoke.yaml's
 pytestmark = pytest.mark.slow
@@ -434,3 +437,40 @@ def test_cluster_yaml_passes_rays_schema():
     types = config["available_node_types"]
     assert any(t["node_config"]["InstanceType"].startswith("g") for t in types.values())
     assert any("pip install" in c and "adder-search" in c for c in config["setup_commands"])
+
+
+def test_a_trial_of_two_seeds_trains_both_and_its_verification_runs_one(tmp_path):
+    space = write_space(
+        tmp_path,
+        """
+name: seeds
+cells: [rnn]
+trials: 2
+budget: {max_steps: 60, eval_every: 30, grace_steps: 60, trial_seeds: 2, stop_when_solved: false}
+fixed: {train_digits: 2, test_digits: 3, eval_size: 50}
+params:
+  hidden: {int: [8, 16]}
+verify: {top: 1, seeds: 2, digits: [3], n: 50, threshold: 0.001}
+""",
+    )
+    p = search(space, "--results", tmp_path, "--wandb", "disabled")
+    assert p.returncode == 0, p.stderr[-2000:]
+    folder = tmp_path / "seeds"
+    trials = rows(folder)
+    assert [t["stage"] for t in trials].count("search") == 2
+    assert "verify" in [t["stage"] for t in trials]
+    for t in trials:
+        name = f"rnn_v_{t['trial_id']}" if t["stage"] == "verify" else f"rnn_{t['trial_id']}"
+        trial_dir = folder / "tune" / name
+        config = json.loads((trial_dir / "params.json").read_text())
+        lines = (trial_dir / "result.json").read_text().splitlines()
+        last = json.loads([line for line in lines if line.strip()][-1])
+        if t["stage"] == "verify":  # one fresh seed, scored alone
+            assert "trial_seeds" not in config and "seeds" not in last, config
+            assert config["seed"] >= 10000
+        else:  # both seeds, 60 steps each, its worst seed's score
+            assert config["trial_seeds"] == 2 and last["seeds"] == 2, last
+            assert last["exact_match"] <= last["mean_exact_match"]
+            cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k != "trial_seeds"})
+            per_step = train_flops(cfg.model_config(), 3) * cfg.batch_size / 1e9
+            assert last["gflop"] == pytest.approx(2 * 60 * per_step)

@@ -115,6 +115,8 @@ BAD = [
     ("budget: {max_steps: 0}\n", "budget.max_steps"),
     ("budget: {max_steps: 100, eval_every: 200}\n", "budget.eval_every"),
     ("budget: {reduction_factor: 1}\n", "budget.reduction_factor"),
+    ("budget: {trial_seeds: 0}\n", "budget.trial_seeds"),
+    ("budget: {trial_seeds: two}\n", "budget.trial_seeds"),
     ("budget: {max_steps: ten}\n", "budget.max_steps"),
     ("budget: {patience: 3}\n", "budget.patience"),
     # ASHA's first rung per cell: every cell of the space, known cells only, valid values
