@@ -101,6 +101,9 @@ def make_timed_trainable(folder: str):
 
             return wrapper
 
+        # where the trainable enters training: train_seeds (its seeds side by side), or, in a
+        # version before it (--before), adder.train.train
+        entry = "train_seeds" if hasattr(S, "train_seeds") else "train"
         # every function train() and the trainable call to score held-out sums, whichever path
         scoring = [(T, n) for n in ("score", "evaluate", "_evaluate") if hasattr(T, n)]
         # an older version (bench/overhead.py --before) may lack train_step and verify
@@ -111,10 +114,10 @@ def make_timed_trainable(folder: str):
             (T, "held_out"): T.held_out,
             **{(m, n): getattr(m, n) for m, n in (*scoring, *stepping, *verifying)},
             (S, "save_checkpoint"): S.save_checkpoint,
-            (S, "train"): S.train,
+            (S, entry): getattr(S, entry),
             (tune, "report"): tune.report,
         }
-        real_train, real_report = S.train, tune.report
+        real_train, real_report = getattr(S, entry), tune.report
 
         def timed_report(metrics, *args, **kwargs):
             meta["step"] = metrics.get("step", meta["step"])
@@ -122,7 +125,10 @@ def make_timed_trainable(folder: str):
             dump()
             return timed("tune_report", real_report)(metrics, *args, **kwargs)
 
-        def timed_train(cfg, *, report=None, resume=None):
+        def timed_train(cfg, *args, report=None, resume=None):
+            if entry == "train_seeds":  # train_seeds(cfg, seeds, report, resume=None)
+                seeds, report, *rest = args
+                return timed("train", real_train)(cfg, seeds, timed("report", report), *rest)
             report = timed("report", report) if report is not None else None
             return timed("train", real_train)(cfg, report=report, resume=resume)
 
@@ -146,7 +152,7 @@ def make_timed_trainable(folder: str):
         for module, name in verifying:
             setattr(module, name, timed("verify_eval", getattr(module, name)))
         S.save_checkpoint = timed("save", S.save_checkpoint)
-        S.train = timed_train
+        setattr(S, entry, timed_train)
         tune.report = timed_report
         try:
             timed("trainable", S.trainable)(config)
