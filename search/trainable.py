@@ -58,8 +58,11 @@ def trainable(config: dict[str, Any]) -> None:
             )
 
     result, final_state = train_seeds(cfg, config.get(TRIAL_SEEDS, 1), report, resume)
-    if config.get("verify_digits") and final_state is not None:
-        tune.report(finite({**result, "node_id": node, **verify(final_state(), config)}))
+    if config.get("verify_digits"):
+        # a run that diverged before its first evaluation has no model to score: it fails (a
+        # run ending without these figures is taken as cut short, and its seed run again)
+        scored = verify(final_state(), config) if final_state else unscored(config, cfg.seed)
+        tune.report(finite({**result, "node_id": node, **scored}))
 
 
 # A diverged run's test figures, the worst there are
@@ -88,8 +91,8 @@ def train_seeds(
     one evaluation at a time, and report each evaluation's figures over them (``combined``)
     with a checkpoint of all of them (seed 0's state, the others' under ``"seeds"``). A seed
     that ends (solved) keeps its last figures while the others go on; one that diverges ends
-    the trial. Returns the last summary and checkpoint of a single seed (a verification run's),
-    else ``({}, None)``."""
+    the trial. Returns the last summary and checkpoint of a single seed (a verification run's;
+    None if it never got to an evaluation), else ``({}, None)``."""
     states, latest = _split(resume, seeds)
     checkpoints = {k: functools.partial(copy.deepcopy, states[k]) for k in latest}
     runs = {
@@ -126,8 +129,8 @@ def train_seeds(
             break
     for evaluations in runs.values():
         evaluations.close()
-    if seeds == 1 and 0 in checkpoints:
-        return summary, checkpoints[0]
+    if seeds == 1:
+        return summary, checkpoints.get(0)
     return {}, None
 
 
@@ -174,6 +177,14 @@ def combined(each: list[dict[str, Any]]) -> dict[str, Any]:
     out["status"] = "diverged" if diverged else "ok"
     out["seeds"] = len(each)
     return out
+
+
+def unscored(config: dict[str, Any], seed: int) -> dict[str, float]:
+    """A verification run's figures when it has no model to score: the worst at every length."""
+    out = {}
+    for d in config["verify_digits"]:
+        out[f"exact_match_{d}"], out[f"digit_acc_{d}"], out[f"loss_{d}"] = 0.0, 0.0, math.inf
+    return {**out, "seed": seed}
 
 
 def verify(state: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:

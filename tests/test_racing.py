@@ -1,12 +1,20 @@
 """Racing (search.racing): which candidate gets the next fresh seed, which ones are dropped, and
-who wins. Plain Python: the rules alone, with figures made up to put each rule to the test."""
+who wins. Plain Python: the rules alone, with figures made up to put each rule to the test; and
+one real Tune run of the trainable, whose verification run has no model to score."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from search.metrics import UNSOLVED
 from search.racing import Candidate, Race, run_figures
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def figures(value: float, passed: bool = True) -> dict:
@@ -191,3 +199,47 @@ def test_a_worker_that_would_idle_runs_the_leaders_next_seed_one_round_ahead():
     assert (c.trial_id, j) == ("t2", 1)  # t1 has its seed 1 already
     c, j = r.next_run(ahead=True)
     assert (c.trial_id, j) == ("t2", 2)  # now t2 leads (20 against 30)
+
+
+DIVERGING_RUN = """
+import json, sys
+from ray import tune
+from search.racing import run_figures
+from search.trainable import trainable
+from search.tune import connect
+
+connect(None)
+config = dict(cell="rnn", nonlinearity="relu", optimizer="sgd", lr=1e6, layers=1, hidden=8,
+              batch_size=16, steps=40, eval_every=20, train_digits=2, test_digits=2,
+              eval_size=50, seed=10000, verify_digits=[5], verify_n=50, verify_of="x")
+grid = tune.Tuner(trainable, param_space=config, run_config=tune.RunConfig(
+    storage_path=sys.argv[1], name="diverge", verbose=0)).fit()
+last = grid[0].metrics
+print(json.dumps({"status": last.get("status"), "step": last.get("step"),
+                  "exact_match_5": last.get("exact_match_5"), "seed": last.get("seed"),
+                  "passed": run_figures(last, [5], 0.99, "exact_match", "max")["passed"]}))
+"""
+
+
+def test_verification_run_that_diverges_before_its_first_evaluation_fails_its_seed(tmp_path):
+    """Real Tune, the project's trainable: the run's training loss is NaN within two steps, so
+    there is no model to score. It must report the failed figures: a verification run that
+    ends without them is taken as cut short and its seed run again, which here (the same seed
+    diverging the same way) never ended."""
+    p = subprocess.run(
+        [sys.executable, "-c", DIVERGING_RUN, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out == {
+        "status": "diverged",
+        "step": out["step"],
+        "exact_match_5": 0.0,
+        "seed": 10000,
+        "passed": False,
+    }
+    assert out["step"] < 20  # before the first evaluation
