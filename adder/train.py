@@ -325,7 +325,7 @@ def run(
 
     summary: dict[str, Any] = {"status": "ok", "step": step}
     loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
-    while step < cfg.steps:
+    while step < cfg.steps and not (cfg.stop_when_solved and rule.solved_step is not None):
         # forward, backward, update
         batch = sample(
             cfg.batch_size, cfg.train_digits, generator=gen, device=device, nines=cfg.nines

@@ -94,7 +94,9 @@ def train_seeds(
     the trial. Returns the last summary and checkpoint of a single seed (a verification run's;
     None if it never got to an evaluation), else ``({}, None)``."""
     states, latest = _split(resume, seeds)
-    checkpoints = {k: functools.partial(copy.deepcopy, states[k]) for k in latest}
+    checkpoints = {  # what each seed resumed from, until it has a newer state
+        k: functools.partial(copy.deepcopy, state) for k, state in enumerate(states) if state
+    }
     runs = {
         k: run(dataclasses.replace(cfg, seed=cfg.seed + k), resume=states[k])
         for k in range(seeds)
@@ -117,12 +119,16 @@ def train_seeds(
         for k, evaluations in list(runs.items()):
             try:
                 latest[k], checkpoints[k], last = next(evaluations)
-            except StopIteration as end:
-                summary, between, last = end.value, True, True
-                latest[k] = {**latest.get(k, {}), **summary, **DIVERGED}
+            except StopIteration as end:  # no evaluation: diverged, or resumed at its end
+                summary, last = end.value, True
+                if summary["status"] == "diverged":
+                    between = True
+                    latest[k] = {**latest.get(k, {}), **summary, **DIVERGED}
             if last:
                 del runs[k]
                 summary = _finish(evaluations, summary)
+        if not latest:  # resumed where it had ended: its last figures were reported then
+            break
         figures = combined([latest[k] for k in sorted(latest)])
         report(figures, None if between else checkpoint)
         if figures["status"] == "diverged":

@@ -90,6 +90,24 @@ def test_a_trial_of_seeds_resumes_as_it_would_have_gone_on(tmp_path, at):
     assert timeless == [{k: v for k, v in m.items() if k != "samples_per_s"} for m in whole]
 
 
+@pytest.mark.parametrize("cfg", [CFG, dataclasses.replace(CFG, stop_when_solved=False, steps=100)])
+def test_a_run_resumed_where_it_ended_reports_nothing_and_keeps_its_model(tmp_path, cfg):
+    """Killed after its last report (a verification run: while scoring its fresh sums), a run
+    resumes at its end (solved, or out of steps): nothing is left to train, so it reports
+    nothing (its last figures stand; not a diverged run's, nor a step further) and hands back
+    the state it resumed from, for verification to score."""
+    states = []
+    train_seeds(cfg, 1, lambda m, c: states.append(c()))
+    save_checkpoint(states[-1], tmp_path / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    after = []
+    summary, checkpoint = train_seeds(cfg, 1, lambda m, c: after.append(m), resume=state)
+    assert after == []
+    assert summary["status"] == "ok" and summary["steps"] == state["step"]
+    assert checkpoint is not None
+    assert torch.equal(checkpoint()["model"]["head.weight"], state["model"]["head.weight"])
+
+
 def test_seeds_combine_worst_figures_and_added_compute():
     a = {"step": 100, "exact_match": 1.0, "val_loss": 0.1, "gflop": 2.0, "status": "ok"}
     a |= {"solved_step": 75, "solved_gflop": 1.5, "samples_per_s": 100.0}
